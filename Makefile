@@ -1,0 +1,113 @@
+# Top-level build. `make` builds everything into build/; `make test` runs the
+# whole suite (plain, ASan+UBSan, TSan); `make demo` runs the demo.
+# See README.md for all targets.
+
+VERSION		:= $(shell cat VERSION)
+B		?= build
+SAN		?=
+CC		?= cc
+OPT		?= -O2
+CFLAGS_BASE	:= -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror \
+		   -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+		   -DMUX_VERSION='"$(VERSION)"'
+INC		:= -I$(B)/gen -Iproto -Ivmci_shim -Imux -Itools/common
+PKGS		:= libevent libevent_openssl libevent_pthreads libprotobuf-c openssl inih
+PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS	= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS		:= $(CFLAGS_BASE) $(SAN) $(INC) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS		+= $(SAN)
+LIBS		= $(PKG_LIBS) -lpthread -lm
+TEST_LIBS	= $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
+PROTO_SRC	:= proto/frame.c proto/frame_ev.c proto/wire.c
+SHIM_SRC	:= $(wildcard vmci_shim/*.c)
+MUX_SRC		:= $(filter-out mux/main.c,$(wildcard mux/*.c))
+TOOLS		:= muxctl mux-loadgen mux-svm
+TOOL_COMMON	:= $(wildcard tools/common/*.c)
+
+GEN_C		:= $(B)/gen/mux.pb-c.c
+GEN_H		:= $(B)/gen/mux.pb-c.h
+obj		= $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+PROTO_OBJ	:= $(call obj,$(PROTO_SRC)) $(B)/obj/gen/mux.pb-c.o
+SHIM_OBJ	:= $(call obj,$(SHIM_SRC))
+MUX_OBJ		:= $(call obj,$(MUX_SRC))
+COMMON_OBJ	:= $(call obj,$(TOOL_COMMON))
+
+UNIT_SRC	:= $(wildcard tests/unit/test_*.c)
+UNIT_BIN	:= $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps test test-unit test-e2e test-asan test-tsan demo clean vib \
+	soak bench fuzz
+all: $(B)/bin/muxd $(addprefix $(B)/bin/,$(TOOLS)) $(UNIT_BIN)
+
+deps:
+	@sh tools/deps.sh
+
+$(GEN_C) $(GEN_H): proto/mux.proto
+	@mkdir -p $(B)/gen
+	protoc-c --proto_path=proto --c_out=$(B)/gen proto/mux.proto
+
+$(B)/obj/gen/mux.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(B)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# libmuxwire: what both ends share (schemas, framing, transports).
+$(B)/lib/libmuxwire.a: $(PROTO_OBJ) $(SHIM_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcD $@ $^
+
+# libmuxd: the daemon's subsystems, linked by muxd and its unit tests.
+$(B)/lib/libmuxd.a: $(MUX_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcD $@ $^
+
+$(B)/bin/muxd: $(B)/obj/mux/main.o $(B)/lib/libmuxd.a $(B)/lib/libmuxwire.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+define tool_rule
+$(B)/bin/$(1): $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/$(1)/*.c)) $(B)/lib/libmuxwire.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach t,$(TOOLS),$(eval $(call tool_rule,$(t))))
+
+$(B)/tests/%: tests/unit/%.c $(B)/lib/libmuxd.a $(B)/lib/libmuxwire.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
+test-unit: all
+	@sh tests/run-unit.sh $(B)
+
+test-e2e: all
+	@sh tests/e2e/run.sh $(B)
+
+test-asan:
+	$(MAKE) B=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  sh tests/run-unit.sh build/asan && MUX_SANITIZED=1 sh tests/e2e/run.sh build/asan
+
+test-tsan:
+	$(MAKE) B=build/tsan OPT=-O1 SAN="-fsanitize=thread" all
+	@TSAN_OPTIONS=halt_on_error=1 sh tests/run-unit.sh build/tsan test_ring
+
+test: deps
+	$(MAKE) all
+	$(MAKE) test-unit
+	$(MAKE) test-e2e
+	$(MAKE) test-asan
+	$(MAKE) test-tsan
+	@echo "make test: all suites passed"
+
+demo: deps all
+	@sh tools/demo.sh $(B)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

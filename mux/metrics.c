@@ -1,0 +1,267 @@
+/*
+ * metrics.c: counters and their Prometheus text exposition, served over
+ * the control socket (`muxctl metrics`) and, when [metrics] listen is set,
+ * over HTTP at /metrics. Counters are relaxed atomics written by the worker
+ * that owns the event and read here by the main thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "mux.h"
+
+struct metrics metrics;
+
+/* Verdict latency histogram upper bounds, seconds. */
+static const double lat_bounds[LAT_BUCKETS] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
+static const char *const perr_names[PERR__MAX] = {
+	[PERR_EMPTY_FRAME] = "empty_frame",
+	[PERR_FRAME_TOO_BIG] = "frame_too_big",
+	[PERR_DECODE] = "decode",
+	[PERR_ALLOC_BUDGET] = "alloc_budget",
+	[PERR_NO_ONEOF] = "no_oneof",
+	[PERR_UNEXPECTED] = "unexpected_message",
+	[PERR_VERSION] = "version",
+	[PERR_BAD_ENUM] = "bad_enum",
+	[PERR_BAD_FIELD] = "bad_field",
+	[PERR_NO_BODY] = "no_body",
+	[PERR_REPLY_NOT_ALLOWED] = "reply_not_allowed",
+	[PERR_EVENT_ID_ORDER] = "event_id_order",
+	[PERR_SPOOFED_VM_EVENT] = "spoofed_vm_event",
+	[PERR_CID_LINE] = "cid_line",
+	[PERR_CID_LINE_TIMEOUT] = "cid_line_timeout",
+	[PERR_HEARTBEAT_TIMEOUT] = "heartbeat_timeout",
+	[PERR_REGISTER_TIMEOUT] = "register_timeout",
+	[PERR_ACK_AHEAD] = "ack_ahead",
+	[PERR_NOT_AUTHORIZED] = "not_authorized",
+	[PERR_OUTPUT_OVERFLOW] = "output_overflow",
+};
+
+static const char *const link_names[LINK__MAX] = { "agent", "svm", "control" };
+static const char *const drop_names[DROP__MAX] = { "rate", "pending", "conn_limit" };
+static const char *const action_names[3] = { "unspecified", "allow", "deny" };
+static const char *const vsrc_names[VSRC__MAX] = { "svm", "default" };
+
+const char *
+metrics_perr_name(enum perr p)
+{
+	return p < PERR__MAX ? perr_names[p] : "unknown";
+}
+
+const char *
+metrics_link_name(enum mux_link l)
+{
+	return l < LINK__MAX ? link_names[l] : "unknown";
+}
+
+const char *
+metrics_drop_name(enum drop_reason d)
+{
+	return d < DROP__MAX ? drop_names[d] : "unknown";
+}
+
+void
+metrics_proto_error(enum mux_link l, enum perr p)
+{
+	METRIC_INC(metrics.proto_err[l][p]);
+}
+
+void
+metrics_verdict(int action, enum verdict_source src, uint64_t latency_ns)
+{
+	double s = (double)latency_ns / 1e9;
+	int i;
+
+	if (action < 0 || action > 2)
+		action = 0;
+	METRIC_INC(metrics.verdicts[action][src]);
+	for (i = 0; i < LAT_BUCKETS && s > lat_bounds[i]; i++)
+		;
+	METRIC_INC(metrics.lat_bucket[i]);
+	METRIC_ADD(metrics.lat_sum_ns, latency_ns);
+	METRIC_INC(metrics.lat_count);
+}
+
+uint64_t
+metrics_received_total(void)
+{
+	uint64_t n = 0;
+	int c;
+
+	for (c = 0; c <= WIRE_NCLASSES; c++)
+		n += METRIC_GET(metrics.received[c]);
+	return n;
+}
+
+static void
+help(struct evbuffer *b, const char *name, const char *type, const char *text)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+void
+metrics_render(struct mux *mux, struct evbuffer *b)
+{
+	struct snap_svm *svms = NULL;
+	uint64_t cum = 0, up = 0;
+	size_t i, n = 0;
+	int c, l, p, a, s;
+
+	pthread_mutex_lock(&mux->snap.lock);
+	if (mux->snap.nsvms > 0) {
+		svms = calloc(mux->snap.nsvms, sizeof(*svms));
+		if (svms != NULL) {
+			memcpy(svms, mux->snap.svms, mux->snap.nsvms * sizeof(*svms));
+			n = mux->snap.nsvms;
+		}
+	}
+	pthread_mutex_unlock(&mux->snap.lock);
+	for (i = 0; i < n; i++)
+		up += svms[i].state == SVM_LIVE;
+
+	help(b, "mux_agents_connected", "gauge", "Agent connections welcomed and open.");
+	evbuffer_add_printf(b, "mux_agents_connected %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.agents_connected));
+	help(b, "mux_svms_up", "gauge", "SVM sessions registered and live.");
+	evbuffer_add_printf(b, "mux_svms_up %llu\n", (unsigned long long)up);
+	help(b, "mux_events_received_total", "counter", "Events that took a seq, by class.");
+	for (c = 1; c <= WIRE_NCLASSES; c++)
+		evbuffer_add_printf(b, "mux_events_received_total{class=\"%s\"} %llu\n",
+		    wire_class_name(c), (unsigned long long)METRIC_GET(metrics.received[c]));
+	help(b, "mux_events_delivered_total", "counter", "Deliveries written to an SVM connection.");
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(b, "mux_events_delivered_total{svm=\"%s\"} %llu\n",
+		    svms[i].name, (unsigned long long)svms[i].delivered);
+	help(b, "mux_events_dropped_total", "counter", "Events shed before taking a seq, by reason.");
+	for (i = 0; i < DROP__MAX; i++)
+		evbuffer_add_printf(b, "mux_events_dropped_total{reason=\"%s\"} %llu\n",
+		    drop_names[i], (unsigned long long)METRIC_GET(metrics.dropped[i]));
+	help(b, "mux_gap_events_total", "counter", "Seqs an SVM was told (Gap OVERRUN) it will never receive.");
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(b, "mux_gap_events_total{svm=\"%s\"} %llu\n",
+		    svms[i].name, (unsigned long long)svms[i].gap_events);
+	help(b, "mux_protocol_errors_total", "counter", "Protocol errors by link and reason.");
+	for (l = 0; l < LINK__MAX; l++)
+		for (p = 0; p < PERR__MAX; p++) {
+			uint64_t v = METRIC_GET(metrics.proto_err[l][p]);
+
+			/* Print the common ones always, the rest when seen. */
+			if (v == 0 && p > PERR_VERSION)
+				continue;
+			evbuffer_add_printf(b, "mux_protocol_errors_total{link=\"%s\",reason=\"%s\"} %llu\n",
+			    link_names[l], perr_names[p], (unsigned long long)v);
+		}
+	help(b, "mux_verdicts_total", "counter", "Verdicts sent to agents, by action and source.");
+	for (a = 1; a <= 2; a++)
+		for (s = 0; s < VSRC__MAX; s++)
+			evbuffer_add_printf(b, "mux_verdicts_total{action=\"%s\",source=\"%s\"} %llu\n",
+			    action_names[a], vsrc_names[s],
+			    (unsigned long long)METRIC_GET(metrics.verdicts[a][s]));
+	help(b, "mux_verdict_timeouts_total", "counter", "Verdicts given by default on timeout.");
+	evbuffer_add_printf(b, "mux_verdict_timeouts_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.verdict_timeouts));
+	help(b, "mux_verdict_latency_seconds", "histogram", "Ingest to verdict sent.");
+	for (i = 0; i < LAT_BUCKETS; i++) {
+		cum += METRIC_GET(metrics.lat_bucket[i]);
+		evbuffer_add_printf(b, "mux_verdict_latency_seconds_bucket{le=\"%g\"} %llu\n",
+		    lat_bounds[i], (unsigned long long)cum);
+	}
+	cum += METRIC_GET(metrics.lat_bucket[LAT_BUCKETS]);
+	evbuffer_add_printf(b, "mux_verdict_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+	    (unsigned long long)cum);
+	evbuffer_add_printf(b, "mux_verdict_latency_seconds_sum %.9f\n",
+	    (double)METRIC_GET(metrics.lat_sum_ns) / 1e9);
+	evbuffer_add_printf(b, "mux_verdict_latency_seconds_count %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.lat_count));
+	help(b, "mux_ring_bytes", "gauge", "Bytes retained in the ring.");
+	evbuffer_add_printf(b, "mux_ring_bytes %llu\n",
+	    (unsigned long long)atomic_load_explicit(&mux->ring.used_bytes, memory_order_relaxed));
+	help(b, "mux_ring_events", "gauge", "Events retained in the ring.");
+	evbuffer_add_printf(b, "mux_ring_events %llu\n",
+	    (unsigned long long)(ring_head_mc(&mux->ring) - ring_tail_mc(&mux->ring)));
+	help(b, "mux_ring_capacity_bytes", "gauge", "Ring retention limit, bytes.");
+	evbuffer_add_printf(b, "mux_ring_capacity_bytes %llu\n", (unsigned long long)mux->ring.bytes);
+	help(b, "mux_ring_capacity_events", "gauge", "Ring retention limit, events.");
+	evbuffer_add_printf(b, "mux_ring_capacity_events %llu\n", (unsigned long long)mux->ring.events);
+	help(b, "mux_ring_evicted_total", "counter", "Records evicted from the ring.");
+	evbuffer_add_printf(b, "mux_ring_evicted_total %llu\n",
+	    (unsigned long long)atomic_load_explicit(&mux->ring.evicted, memory_order_relaxed));
+	help(b, "mux_identity_mismatch_total", "counter", "Agents whose claimed VM UUID differs from the VM map.");
+	evbuffer_add_printf(b, "mux_identity_mismatch_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.identity_mismatch));
+	help(b, "mux_agent_sessions_total", "counter", "Agent connections welcomed since start.");
+	evbuffer_add_printf(b, "mux_agent_sessions_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.agent_sessions_total));
+	help(b, "mux_svm_lag_events", "gauge", "Seqs between the ring head and an SVM's cursor.");
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(b, "mux_svm_lag_events{svm=\"%s\"} %llu\n",
+		    svms[i].name, (unsigned long long)svms[i].lag);
+	help(b, "mux_svm_up", "gauge", "1 when the SVM entry's session is live.");
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(b, "mux_svm_up{svm=\"%s\"} %d\n", svms[i].name,
+		    svms[i].state == SVM_LIVE);
+	help(b, "mux_svm_rejects_total", "counter", "SVM registrations refused (duplicate, not authorized, version).");
+	evbuffer_add_printf(b, "mux_svm_rejects_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.svm_rejects));
+	help(b, "mux_svm_verdicts_ignored_total", "counter", "SvmVerdicts ignored (decided, not a decider, not reply_expected).");
+	evbuffer_add_printf(b, "mux_svm_verdicts_ignored_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.svm_verdicts_ignored));
+	help(b, "mux_epoch_info", "gauge", "The daemon's epoch.");
+	evbuffer_add_printf(b, "mux_epoch_info{epoch=\"%llu\",version=\"%s\"} 1\n",
+	    (unsigned long long)mux->epoch, MUX_VERSION);
+	free(svms);
+}
+
+static void
+metrics_http_cb(struct evhttp_request *req, void *arg)
+{
+	struct mux *mux = arg;
+	struct evbuffer *b;
+
+	if (strcmp(evhttp_request_get_uri(req), "/metrics") != 0) {
+		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	metrics_render(mux, b);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	    "text/plain; version=0.0.4");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+int
+metrics_http_start(struct mux *mux, char *err, size_t errlen)
+{
+	struct evhttp *http;
+	char host[256];
+	uint16_t port;
+
+	if (mux->conf.metrics_listen[0] == '\0')
+		return 0;
+	if (parse_hostport(mux->conf.metrics_listen, host, sizeof(host), &port) == -1) {
+		snprintf(err, errlen, "metrics listen '%s': expected host:port",
+		    mux->conf.metrics_listen);
+		return -1;
+	}
+	if ((http = evhttp_new(mux->main_base)) == NULL ||
+	    evhttp_bind_socket(http, host, port) != 0) {
+		snprintf(err, errlen, "metrics listen %s: cannot bind",
+		    mux->conf.metrics_listen);
+		return -1;
+	}
+	evhttp_set_gencb(http, metrics_http_cb, mux);
+	log_info("metrics: serving http://%s/metrics", mux->conf.metrics_listen);
+	return 0;
+}
