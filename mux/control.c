@@ -450,6 +450,7 @@ control_read_cb(struct bufferevent *bev, void *arg)
 		metrics_proto_error(LINK_CONTROL, PERR_DECODE);
 		evbuffer_add_printf(out, "FAIL request must start with 'text ' or 'json '\n");
 		free(line);
+		bufferevent_enable(bev, EV_WRITE);
 		return;
 	}
 	log_debug("control: %s%s", cmd, json ? " (json)" : "");
@@ -459,6 +460,7 @@ control_read_cb(struct bufferevent *bev, void *arg)
 	else
 		evbuffer_add_printf(out, "OK\n");
 	free(line);
+	bufferevent_enable(bev, EV_WRITE);
 }
 
 static void
@@ -497,7 +499,8 @@ control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	bufferevent_setcb(bev, control_read_cb, control_write_cb, control_event_cb, mux);
 	bufferevent_set_timeouts(bev, &tv, &tv);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	/* EV_WRITE only once a reply is queued: the write callback closes. */
+	bufferevent_enable(bev, EV_READ);
 }
 
 static void

@@ -1,0 +1,314 @@
+/*
+ * vmci_vsock.c: agent links over AF_VSOCK (Linux <linux/vm_sockets.h>).
+ *
+ * The peer's CID comes from the kernel in the accepted sockaddr_vm, so a
+ * connection is handed over the moment it is accepted: there is no line to
+ * wait for. The CID is passed on as the kernel gives it; which CIDs may be
+ * agents is the caller's policy, not the transport's.
+ *
+ * On systems without AF_VSOCK the backend still links, and says so.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "vmci_backend.h"
+
+#ifdef __linux__
+
+#include <sys/socket.h>
+#include <linux/vm_sockets.h>
+
+struct vmci_vsock_listener {
+	struct event_base	*base;
+	int			 fd;
+	char			 name[32];	/* "vsock:any:PORT" */
+	struct event		*ev_accept;
+	struct event		*ev_rest;	/* ends an EMFILE pause */
+	int			 paused;	/* by the caller */
+	int			 resting;	/* after EMFILE and the like */
+	vmci_accept_cb		 acb;
+	vmci_error_cb		 ecb;
+	void			*arg;
+};
+
+/* The port the kernel picks for "any" would be unknown to every agent. */
+static int
+vmci_vsock_check(const struct vmci_addr *a, char *err, size_t errlen)
+{
+	if (a->port == VMADDR_PORT_ANY) {
+		vmci_shim_err(err, errlen, "vsock:%u:%u: port %u is "
+		    "VMADDR_PORT_ANY", a->cid, a->port, a->port);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+vmci_vsock_update(struct vmci_vsock_listener *l)
+{
+	if (l->paused || l->resting)
+		event_del(l->ev_accept);
+	else
+		event_add(l->ev_accept, NULL);
+}
+
+static void
+vmci_vsock_rest_cb(int fd, short what, void *arg)
+{
+	struct vmci_vsock_listener *l = arg;
+
+	l->resting = 0;
+	vmci_vsock_update(l);
+}
+
+/* As vmci_unix.c: one accept per wake-up; a callback is our last act. */
+static void
+vmci_vsock_accept_cb(int lfd, short what, void *arg)
+{
+	struct vmci_vsock_listener	*l = arg;
+	vmci_accept_cb			 acb = l->acb;
+	vmci_error_cb			 ecb = l->ecb;
+	void				*cbarg = l->arg;
+	struct sockaddr_vm		 svm;
+	socklen_t			 slen = sizeof svm;
+	struct timeval			 tv = {
+		.tv_sec = VMCI_ACCEPT_PAUSE_MS / 1000,
+		.tv_usec = (VMCI_ACCEPT_PAUSE_MS % 1000) * 1000,
+	};
+	char				 peer[VMCI_PEER_MAX];
+	const char			*reason;
+	int				 fd;
+
+	memset(&svm, 0, sizeof svm);
+	fd = accept4(lfd, (struct sockaddr *)&svm, &slen,
+	    SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		switch (errno) {
+		case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+		case EWOULDBLOCK:
+#endif
+		case EINTR:
+		case ECONNABORTED:
+			return;
+		case EMFILE:
+		case ENFILE:
+			reason = "accept_emfile";
+			break;
+		default:
+			reason = "accept";
+			break;
+		}
+		/* Rest: the listening fd stays readable and would spin. */
+		l->resting = 1;
+		vmci_vsock_update(l);
+		evtimer_add(l->ev_rest, &tv);
+		if (ecb != NULL)
+			ecb(reason, l->name, cbarg);
+		return;
+	}
+	snprintf(peer, sizeof peer, "vsock:cid=%u port=%u fd=%d",
+	    svm.svm_cid, svm.svm_port, fd);
+	acb(fd, svm.svm_cid, peer, cbarg);
+}
+
+static void vmci_vsock_free(void *);
+
+static void *
+vmci_vsock_listen(struct event_base *base, const struct vmci_addr *a,
+    vmci_accept_cb acb, vmci_error_cb ecb, void *arg, char *err,
+    size_t errlen)
+{
+	struct vmci_vsock_listener	*l;
+	struct sockaddr_vm		 svm;
+
+	if (vmci_vsock_check(a, err, errlen) == -1)
+		return NULL;
+	if (acb == NULL) {
+		vmci_shim_err(err, errlen, "vsock: no accept callback");
+		return NULL;
+	}
+	if ((l = calloc(1, sizeof *l)) == NULL) {
+		vmci_shim_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->base = base;
+	l->fd = -1;
+	snprintf(l->name, sizeof l->name, "vsock:any:%u", a->port);
+	l->acb = acb;
+	l->ecb = ecb;
+	l->arg = arg;
+
+	if ((l->fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1) {
+		vmci_shim_err(err, errlen, "%s: socket: %s", l->name,
+		    strerror(errno));
+		goto fail;
+	}
+	memset(&svm, 0, sizeof svm);
+	svm.svm_family = AF_VSOCK;
+	svm.svm_cid = VMADDR_CID_ANY;	/* the address's CID is ignored */
+	svm.svm_port = a->port;
+	if (bind(l->fd, (struct sockaddr *)&svm, sizeof svm) == -1) {
+		vmci_shim_err(err, errlen, "%s: bind: %s", l->name,
+		    strerror(errno));
+		goto fail;
+	}
+	if (listen(l->fd, SOMAXCONN) == -1) {
+		vmci_shim_err(err, errlen, "%s: listen: %s", l->name,
+		    strerror(errno));
+		goto fail;
+	}
+	l->ev_accept = event_new(base, l->fd, EV_READ | EV_PERSIST,
+	    vmci_vsock_accept_cb, l);
+	l->ev_rest = evtimer_new(base, vmci_vsock_rest_cb, l);
+	if (l->ev_accept == NULL || l->ev_rest == NULL ||
+	    event_add(l->ev_accept, NULL) == -1) {
+		vmci_shim_err(err, errlen, "%s: cannot set up events",
+		    l->name);
+		goto fail;
+	}
+	return l;
+
+fail:
+	vmci_vsock_free(l);
+	return NULL;
+}
+
+static void
+vmci_vsock_pause(void *state, int paused)
+{
+	struct vmci_vsock_listener *l = state;
+
+	l->paused = paused != 0;
+	vmci_vsock_update(l);
+}
+
+/* Nothing waits for a line here: the kernel knows the CID at accept. */
+static void
+vmci_vsock_set_timeout_ms(void *state, unsigned int ms)
+{
+}
+
+static size_t
+vmci_vsock_pending(const void *state)
+{
+	return 0;
+}
+
+static void
+vmci_vsock_free(void *state)
+{
+	struct vmci_vsock_listener *l = state;
+
+	if (l->ev_accept != NULL)
+		event_free(l->ev_accept);
+	if (l->ev_rest != NULL)
+		event_free(l->ev_rest);
+	if (l->fd != -1)
+		close(l->fd);
+	free(l);
+}
+
+/* cid is not sent: on this transport the kernel stamps our own CID. */
+static int
+vmci_vsock_connect(const struct vmci_addr *a, uint32_t cid, char *err,
+    size_t errlen)
+{
+	struct sockaddr_vm	svm;
+	int			fd, saved;
+
+	if (a->cid == VMCI_CID_ANY) {
+		vmci_shim_err(err, errlen, "vsock:any:%u: cannot connect to "
+		    "CID any", a->port);
+		errno = EINVAL;
+		return -1;
+	}
+	if (vmci_vsock_check(a, err, errlen) == -1) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		vmci_shim_err(err, errlen, "vsock: socket: %s",
+		    strerror(errno));
+		return -1;
+	}
+	memset(&svm, 0, sizeof svm);
+	svm.svm_family = AF_VSOCK;
+	svm.svm_cid = a->cid;
+	svm.svm_port = a->port;
+	if (connect(fd, (struct sockaddr *)&svm, sizeof svm) == -1) {
+		saved = errno;
+		vmci_shim_err(err, errlen, "vsock:%u:%u: connect: %s", a->cid,
+		    a->port, strerror(saved));
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+#else /* !__linux__ */
+
+static int
+vmci_vsock_check(const struct vmci_addr *a, char *err, size_t errlen)
+{
+	vmci_shim_err(err, errlen, "vsock: not available on this system");
+	errno = EAFNOSUPPORT;
+	return -1;
+}
+
+static void *
+vmci_vsock_listen(struct event_base *base, const struct vmci_addr *a,
+    vmci_accept_cb acb, vmci_error_cb ecb, void *arg, char *err,
+    size_t errlen)
+{
+	vmci_vsock_check(a, err, errlen);
+	return NULL;
+}
+
+/* Unreachable: no listener is ever made. */
+static void
+vmci_vsock_pause(void *state, int paused)
+{
+}
+
+static void
+vmci_vsock_set_timeout_ms(void *state, unsigned int ms)
+{
+}
+
+static size_t
+vmci_vsock_pending(const void *state)
+{
+	return 0;
+}
+
+static void
+vmci_vsock_free(void *state)
+{
+}
+
+static int
+vmci_vsock_connect(const struct vmci_addr *a, uint32_t cid, char *err,
+    size_t errlen)
+{
+	return vmci_vsock_check(a, err, errlen);
+}
+
+#endif /* __linux__ */
+
+const struct vmci_backend_ops vmci_vsock_ops = {
+	.check = vmci_vsock_check,
+	.listen = vmci_vsock_listen,
+	.pause = vmci_vsock_pause,
+	.set_timeout_ms = vmci_vsock_set_timeout_ms,
+	.pending = vmci_vsock_pending,
+	.free = vmci_vsock_free,
+	.connect = vmci_vsock_connect,
+};
