@@ -36,10 +36,12 @@ COMMON_OBJ	:= $(call obj,$(TOOL_COMMON))
 
 UNIT_SRC	:= $(wildcard tests/unit/test_*.c)
 UNIT_BIN	:= $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+E2E_SRC		:= $(wildcard tests/e2e/test_*.c)
+E2E_BIN		:= $(patsubst tests/e2e/%.c,$(B)/e2e/%,$(E2E_SRC))
 
 .PHONY: all deps test test-unit test-e2e test-asan test-tsan demo clean vib \
 	soak bench fuzz
-all: $(B)/bin/muxd $(addprefix $(B)/bin/,$(TOOLS)) $(UNIT_BIN)
+all: $(B)/bin/muxd $(addprefix $(B)/bin/,$(TOOLS)) $(UNIT_BIN) $(E2E_BIN)
 
 deps:
 	@sh tools/deps.sh
@@ -80,6 +82,10 @@ $(foreach t,$(TOOLS),$(eval $(call tool_rule,$(t))))
 $(B)/tests/%: tests/unit/%.c $(B)/lib/libmuxd.a $(B)/lib/libmuxwire.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
+$(B)/e2e/%: tests/e2e/%.c $(B)/obj/tests/e2e/harness.o $(B)/lib/libmuxwire.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/e2e $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
 test-unit: all
 	@sh tests/run-unit.sh $(B)

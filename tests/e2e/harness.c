@@ -1,0 +1,598 @@
+/*
+ * harness.c: see harness.h.
+ */
+#include "harness.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "vmci_shim.h"
+#include "wire.h"
+
+static struct e2e *e2e_current;
+
+static uint64_t
+ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+int
+e2e_timeout_ms(struct e2e *e, int ms)
+{
+	return e->sanitized ? ms * 3 : ms;
+}
+
+char *
+e2e_path(struct e2e *e, const char *name)
+{
+	static char bufs[8][512];
+	static int i;
+	char *b = bufs[i++ % 8];
+
+	snprintf(b, 512, "%s/%s", e->dir, name);
+	return b;
+}
+
+static void
+e2e_kill_all(void)
+{
+	struct e2e *e = e2e_current;
+	int i, st;
+
+	if (e == NULL)
+		return;
+	for (i = 0; i < e->npids; i++)
+		if (e->pids[i] > 0) {
+			kill(e->pids[i], SIGKILL);
+			waitpid(e->pids[i], &st, 0);
+			e->pids[i] = 0;
+		}
+}
+
+int
+e2e_setup(void **state)
+{
+	struct e2e *e;
+	const char *bin = getenv("MUX_BIN");
+
+	e = calloc(1, sizeof(*e));
+	assert_non_null(e);
+	snprintf(e->bin, sizeof(e->bin), "%s", bin != NULL ? bin : "build/bin");
+	e->sanitized = getenv("MUX_SANITIZED") != NULL;
+	snprintf(e->dir, sizeof(e->dir), "/tmp/mux-e2e-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->conf, sizeof(e->conf), "%s/muxd.conf", e->dir);
+	snprintf(e->agent_sock, sizeof(e->agent_sock), "%s/agent.sock", e->dir);
+	snprintf(e->ctl_sock, sizeof(e->ctl_sock), "%s/ctl.sock", e->dir);
+	e2e_current = e;
+	signal(SIGPIPE, SIG_IGN);
+	*state = e;
+	return 0;
+}
+
+int
+e2e_teardown(void **state)
+{
+	struct e2e *e = *state;
+	char cmd[400];
+
+	e2e_kill_all();
+	e2e_current = NULL;
+	/* Keep the folder of a failed test for reading; remove on success. */
+	if (getenv("MUX_E2E_KEEP") == NULL) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "e2e: could not remove %s\n", e->dir);
+	} else
+		fprintf(stderr, "e2e: kept %s\n", e->dir);
+	free(e);
+	return 0;
+}
+
+void
+e2e_conf(struct e2e *e, const char *extra)
+{
+	FILE *f = fopen(e->conf, "w");
+
+	assert_non_null(f);
+	fprintf(f, "[mux]\ntransport = unix\nagent_path = %s\ncontrol_path = %s\n%s",
+	    e->agent_sock, e->ctl_sock, extra != NULL ? extra : "");
+	fclose(f);
+}
+
+pid_t
+e2e_spawn(struct e2e *e, const char *name, const char *const argv[])
+{
+	char out[512], err[512];
+	pid_t pid;
+	int fd;
+
+	assert_true(e->npids < E2E_MAX_PROCS);
+	snprintf(out, sizeof(out), "%s/%s.out", e->dir, name);
+	snprintf(err, sizeof(err), "%s/%s.err", e->dir, name);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if ((fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644)) >= 0)
+			dup2(fd, 1);
+		if ((fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644)) >= 0)
+			dup2(fd, 2);
+		fd = open("/dev/null", O_RDONLY);
+		dup2(fd, 0);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	e->pids[e->npids] = pid;
+	snprintf(e->names[e->npids], sizeof(e->names[0]), "%s", name);
+	e->npids++;
+	return pid;
+}
+
+static void
+e2e_forget(struct e2e *e, pid_t pid)
+{
+	int i;
+
+	for (i = 0; i < e->npids; i++)
+		if (e->pids[i] == pid)
+			e->pids[i] = 0;
+}
+
+int
+e2e_wait_exit(pid_t pid, int timeout_ms, int *status)
+{
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, status, WNOHANG);
+		if (r == pid) {
+			if (e2e_current != NULL)
+				e2e_forget(e2e_current, pid);
+			return 0;
+		}
+		if (r == -1 || ms_now() >= end)
+			return -1;
+		sleep_ms(10);
+	}
+}
+
+void
+e2e_stop(struct e2e *e, pid_t pid, int sig)
+{
+	int st;
+
+	if (pid <= 0)
+		return;
+	kill(pid, sig);
+	if (e2e_wait_exit(pid, e2e_timeout_ms(e, 10000), &st) == -1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	e2e_forget(e, pid);
+}
+
+int
+e2e_wait_path(const char *path, int timeout_ms)
+{
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	struct stat sb;
+
+	while (stat(path, &sb) == -1) {
+		if (ms_now() >= end)
+			return -1;
+		sleep_ms(10);
+	}
+	return 0;
+}
+
+int
+e2e_free_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int fd, port;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+pid_t
+e2e_start_muxd(struct e2e *e)
+{
+	char bin[400];
+	const char *argv[] = { bin, "-d", "-f", e->conf, NULL };
+
+	snprintf(bin, sizeof(bin), "%s/muxd", e->bin);
+	unlink(e->ctl_sock);
+	e->muxd = e2e_spawn(e, "muxd", argv);
+	if (e2e_wait_path(e->ctl_sock, e2e_timeout_ms(e, 5000)) == -1)
+		fail_msg("muxd did not create %s (see %s/muxd.err)", e->ctl_sock, e->dir);
+	return e->muxd;
+}
+
+pid_t
+e2e_start_svm(struct e2e *e, const char *name, int port, const char *const extra[])
+{
+	char bin[400], listen[64], portfile[512];
+	const char *argv[40];
+	int n = 0, i;
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/mux-svm", e->bin);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(portfile, sizeof(portfile), "%s/%s.port", e->dir, name);
+	unlink(portfile);
+	argv[n++] = bin;
+	argv[n++] = "--listen";
+	argv[n++] = listen;
+	argv[n++] = "--tls-off";
+	argv[n++] = "--json";
+	argv[n++] = "--quiet";
+	argv[n++] = "--port-file";
+	argv[n++] = portfile;
+	for (i = 0; extra != NULL && extra[i] != NULL && n < 38; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	pid = e2e_spawn(e, name, argv);
+	/* The port file appears once it listens. */
+	if (e2e_wait_path(portfile, e2e_timeout_ms(e, 5000)) == -1)
+		fail_msg("mux-svm %s did not start listening", name);
+	return pid;
+}
+
+int
+e2e_run_loadgen(struct e2e *e, const char *name, const char *const extra[])
+{
+	char bin[400], connect[400];
+	const char *argv[48];
+	int n = 0, i, st;
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/mux-loadgen", e->bin);
+	snprintf(connect, sizeof(connect), "unix:%s", e->agent_sock);
+	argv[n++] = bin;
+	argv[n++] = "--connect";
+	argv[n++] = connect;
+	argv[n++] = "--json";
+	argv[n++] = "--quiet";
+	for (i = 0; extra != NULL && extra[i] != NULL && n < 46; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	pid = e2e_spawn(e, name, argv);
+	if (e2e_wait_exit(pid, e2e_timeout_ms(e, 120000), &st) == -1)
+		fail_msg("mux-loadgen %s did not finish", name);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int
+e2e_muxctl(struct e2e *e, char *out, size_t outlen, const char *const args[])
+{
+	char bin[400], cmd[2048];
+	size_t n = 0, r;
+	FILE *p;
+	int i, st;
+
+	snprintf(bin, sizeof(bin), "%s/muxctl", e->bin);
+	snprintf(cmd, sizeof(cmd), "'%s' -s '%s'", bin, e->ctl_sock);
+	for (i = 0; args[i] != NULL; i++) {
+		strncat(cmd, " ", sizeof(cmd) - strlen(cmd) - 1);
+		strncat(cmd, args[i], sizeof(cmd) - strlen(cmd) - 1);
+	}
+	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+	if ((p = popen(cmd, "r")) == NULL)
+		return -1;
+	while (n + 1 < outlen && (r = fread(out + n, 1, outlen - n - 1, p)) > 0)
+		n += r;
+	out[n] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Counts `"key":value` occurrences in an svms --json array. */
+static int
+count_matches(const char *json, const char *needle)
+{
+	int n = 0;
+
+	while ((json = strstr(json, needle)) != NULL) {
+		n++;
+		json += strlen(needle);
+	}
+	return n;
+}
+
+int
+e2e_wait_svms_up(struct e2e *e, int n, int timeout_ms)
+{
+	static char out[1 << 16];
+	const char *args[] = { "--json", "svms", NULL };
+	uint64_t end = ms_now() + (uint64_t)e2e_timeout_ms(e, timeout_ms);
+
+	do {
+		if (e2e_muxctl(e, out, sizeof(out), args) == 0 &&
+		    count_matches(out, "\"state\":\"up\"") >= n)
+			return 0;
+		sleep_ms(50);
+	} while (ms_now() < end);
+	return -1;
+}
+
+/* Every live SVM has lag 0 and nothing in flight, twice in a row. */
+int
+e2e_wait_drained(struct e2e *e, int timeout_ms)
+{
+	static char out[1 << 16];
+	const char *args[] = { "--json", "svms", NULL };
+	uint64_t end = ms_now() + (uint64_t)e2e_timeout_ms(e, timeout_ms);
+	int good = 0, up;
+
+	do {
+		if (e2e_muxctl(e, out, sizeof(out), args) == 0) {
+			up = count_matches(out, "\"state\":\"up\"");
+			if (count_matches(out, "\"lag\":0,") >= up &&
+			    count_matches(out, "\"in_flight\":0,") >= up) {
+				if (++good == 2)
+					return 0;
+			} else
+				good = 0;
+		}
+		sleep_ms(300);	/* snapshots refresh every 250 ms */
+	} while (ms_now() < end);
+	return -1;
+}
+
+int
+e2e_last_json(const char *path, char *buf, size_t len)
+{
+	char line[8192];
+	int found = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (line[0] == '{') {
+			snprintf(buf, len, "%s", line);
+			found = 1;
+		}
+	fclose(f);
+	return found ? 0 : -1;
+}
+
+static const char *
+json_find(const char *json, const char *key)
+{
+	char pat[128];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	if ((p = strstr(json, pat)) == NULL)
+		return NULL;
+	return p + strlen(pat);
+}
+
+int64_t
+e2e_json_i64(const char *json, const char *key)
+{
+	const char *p = json_find(json, key);
+
+	if (p == NULL)
+		fail_msg("key %s missing in %s", key, json);
+	if (strncmp(p, "true", 4) == 0)
+		return 1;
+	if (strncmp(p, "false", 5) == 0)
+		return 0;
+	return strtoll(p, NULL, 10);
+}
+
+double
+e2e_json_f(const char *json, const char *key)
+{
+	const char *p = json_find(json, key);
+
+	if (p == NULL)
+		fail_msg("key %s missing in %s", key, json);
+	return strtod(p, NULL);
+}
+
+static int
+class_of(const char *s)
+{
+	int c = wire_class_parse(s);
+
+	return c < 0 ? atoi(s) : c;
+}
+
+size_t
+e2e_read_records(const char *path, struct rec **out)
+{
+	char line[512], a[32], b[32];
+	size_t n = 0, cap = 1024;
+	struct rec *v = malloc(cap * sizeof(*v)), *r;
+	unsigned long long x, y, z, w;
+	unsigned int cid;
+	int reply;
+	FILE *f;
+
+	assert_non_null(v);
+	if ((f = fopen(path, "r")) == NULL)
+		fail_msg("cannot open %s", path);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (n == cap) {
+			cap *= 2;
+			v = realloc(v, cap * sizeof(*v));
+			assert_non_null(v);
+		}
+		r = &v[n];
+		memset(r, 0, sizeof(*r));
+		if (sscanf(line, "GAP %llu %llu %31s %llu", &x, &y, a, &z) == 4) {
+			r->gap = 1;
+			r->seq = x;
+			r->last = y;
+			r->reason = strcmp(a, "OVERRUN") == 0 ? 1 : 2;
+			n++;
+		} else if (sscanf(line, "%llu %u %llu %llu %31s %d", &x, &cid, &y, &w,
+		    b, &reply) == 6) {
+			r->seq = x;
+			r->cid = cid;
+			r->session = y;
+			r->event_id = w;
+			r->cls = class_of(b);
+			r->reply = reply;
+			n++;
+		}
+	}
+	fclose(f);
+	*out = v;
+	return n;
+}
+
+size_t
+e2e_read_sent(const char *path, struct sent **out)
+{
+	char line[256], b[32];
+	size_t n = 0, cap = 1024;
+	struct sent *v = malloc(cap * sizeof(*v));
+	unsigned long long y, w;
+	unsigned int cid;
+	int reply;
+	FILE *f;
+
+	assert_non_null(v);
+	if ((f = fopen(path, "r")) == NULL)
+		fail_msg("cannot open %s", path);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "%u %llu %llu %31s %d", &cid, &y, &w, b, &reply) != 5)
+			continue;
+		if (n == cap) {
+			cap *= 2;
+			v = realloc(v, cap * sizeof(*v));
+			assert_non_null(v);
+		}
+		v[n].cid = cid;
+		v[n].session = y;
+		v[n].event_id = w;
+		v[n].cls = class_of(b);
+		v[n].reply = reply;
+		n++;
+	}
+	fclose(f);
+	*out = v;
+	return n;
+}
+
+/* The value of one metric line, e.g. `mux_svms_up` or `x{a="b"}`. */
+uint64_t
+e2e_metric(struct e2e *e, const char *name)
+{
+	static char out[1 << 18];
+	const char *args[] = { "metrics", NULL };
+	char *p, pat[256];
+
+	if (e2e_muxctl(e, out, sizeof(out), args) != 0)
+		fail_msg("muxctl metrics failed: %s", out);
+	snprintf(pat, sizeof(pat), "\n%s ", name);
+	if ((p = strstr(out, pat)) == NULL)
+		return 0;	/* label sets appear when first counted */
+	return strtoull(p + strlen(pat), NULL, 10);
+}
+
+long
+e2e_rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+int
+e2e_raw_agent(struct e2e *e, uint32_t cid)
+{
+	struct vmci_addr addr;
+	char spec[400], err[256];
+	int fd;
+
+	snprintf(spec, sizeof(spec), "unix:%s", e->agent_sock);
+	assert_int_equal(vmci_addr_parse(spec, &addr, err, sizeof(err)), 0);
+	fd = vmci_connect(&addr, cid, err, sizeof(err));
+	if (fd < 0)
+		fail_msg("raw agent: %s", err);
+	return fd;
+}
+
+int
+e2e_send_frame(int fd, const void *body, uint32_t len)
+{
+	uint8_t hdr[FRAME_HDR_LEN];
+
+	frame_put_header(hdr, len);
+	if (write(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr))
+		return -1;
+	if (len > 0 && write(fd, body, len) != (ssize_t)len)
+		return -1;
+	return 0;
+}
+
+int
+e2e_wait_closed(int fd, int timeout_ms)
+{
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char buf[4096];
+	ssize_t r;
+
+	while (ms_now() < end) {
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		r = read(fd, buf, sizeof(buf));
+		if (r == 0 || (r < 0 && errno == ECONNRESET))
+			return 1;
+		if (r < 0 && errno != EINTR && errno != EAGAIN)
+			return 1;
+	}
+	return 0;
+}

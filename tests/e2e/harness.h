@@ -1,0 +1,90 @@
+/*
+ * harness.h: end-to-end test helpers. Each test starts the real binaries
+ * (muxd, mux-svm, mux-loadgen, muxctl) from $MUX_BIN over the unix backend
+ * in a fresh temporary folder, and every process it starts is ended (by
+ * PID) when the test finishes, whatever happens.
+ */
+#ifndef MUX_E2E_HARNESS_H
+#define MUX_E2E_HARNESS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <sys/types.h>
+
+#define E2E_MAX_PROCS	32
+
+struct e2e {
+	char	 dir[256];		/* scratch folder */
+	char	 bin[256];		/* where the binaries are */
+	char	 conf[300];		/* muxd.conf */
+	char	 agent_sock[300];
+	char	 ctl_sock[300];
+	pid_t	 muxd;
+	pid_t	 pids[E2E_MAX_PROCS];
+	char	 names[E2E_MAX_PROCS][64];
+	int	 npids;
+	int	 sanitized;		/* built with sanitizers: allow more time */
+};
+
+/* One line of a mux-svm --record file. */
+struct rec {
+	uint64_t seq;		/* deliveries; for gaps: first */
+	uint64_t last;		/* gaps only */
+	uint32_t cid;
+	uint64_t session;
+	uint64_t event_id;
+	int	 cls;
+	int	 reply;
+	int	 gap;		/* 1 for a GAP line */
+	int	 reason;	/* gap reason */
+};
+
+/* One line of a mux-loadgen --record file. */
+struct sent {
+	uint32_t cid;
+	uint64_t session;
+	uint64_t event_id;
+	int	 cls;
+	int	 reply;
+};
+
+int	 e2e_setup(void **state);
+int	 e2e_teardown(void **state);
+/* Writes muxd.conf: unix transport in the scratch folder, then `extra`. */
+void	 e2e_conf(struct e2e *, const char *extra);
+pid_t	 e2e_spawn(struct e2e *, const char *name, const char *const argv[]);
+pid_t	 e2e_start_muxd(struct e2e *);
+pid_t	 e2e_start_svm(struct e2e *, const char *name, int port,
+	    const char *const extra[]);
+/* Runs mux-loadgen to completion; returns its exit status. */
+int	 e2e_run_loadgen(struct e2e *, const char *name, const char *const extra[]);
+int	 e2e_wait_exit(pid_t, int timeout_ms, int *status);
+void	 e2e_stop(struct e2e *, pid_t, int sig);
+int	 e2e_wait_path(const char *, int timeout_ms);
+int	 e2e_free_port(void);
+/* Runs muxctl; stdout into out (NUL-terminated); returns exit status. */
+int	 e2e_muxctl(struct e2e *, char *out, size_t outlen, const char *const args[]);
+/* Waits until every svm is up (n of them) / until lag and in-flight are 0. */
+int	 e2e_wait_svms_up(struct e2e *, int n, int timeout_ms);
+int	 e2e_wait_drained(struct e2e *, int timeout_ms);
+/* The last line of path that starts with '{'. */
+int	 e2e_last_json(const char *path, char *buf, size_t len);
+int64_t	 e2e_json_i64(const char *json, const char *key);
+double	 e2e_json_f(const char *json, const char *key);
+char	*e2e_path(struct e2e *, const char *name);	/* static buffer ring */
+size_t	 e2e_read_records(const char *path, struct rec **out);
+size_t	 e2e_read_sent(const char *path, struct sent **out);
+uint64_t e2e_metric(struct e2e *, const char *name_and_labels);
+long	 e2e_rss_kib(pid_t);
+int	 e2e_timeout_ms(struct e2e *, int ms);
+/* A raw agent: connect with the CID line; returns a blocking fd. */
+int	 e2e_raw_agent(struct e2e *, uint32_t cid);
+int	 e2e_send_frame(int fd, const void *body, uint32_t len);
+/* Reads frames until EOF or timeout; 1 when the peer closed. */
+int	 e2e_wait_closed(int fd, int timeout_ms);
+
+#endif
