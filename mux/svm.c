@@ -144,7 +144,8 @@ svm_disconnect(struct svm *s, const char *why)
 		log_warnx("%s: disconnected: %s", s->peer, why);
 	else
 		log_debug("%s: %s", s->peer, why);
-	snprintf(s->last_error, sizeof(s->last_error), "%s", why);
+	if (why != s->last_error)
+		snprintf(s->last_error, sizeof(s->last_error), "%s", why);
 	if (s->bev != NULL) {
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
