@@ -28,6 +28,14 @@ TOOL_COMMON	:= $(wildcard tools/common/*.c)
 GEN_C		:= $(B)/gen/mux.pb-c.c
 GEN_H		:= $(B)/gen/mux.pb-c.h
 obj		= $(patsubst %.c,$(B)/obj/%.o,$(1))
+# `make V=1` shows the full commands.
+ifeq ($(V),1)
+Q		:=
+say		= @true
+else
+Q		:= @
+say		= @printf '  %-6s %s\n'
+endif
 
 PROTO_OBJ	:= $(call obj,$(PROTO_SRC)) $(B)/obj/gen/mux.pb-c.o
 SHIM_OBJ	:= $(call obj,$(SHIM_SRC))
@@ -39,6 +47,7 @@ UNIT_BIN	:= $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 E2E_SRC		:= $(wildcard tests/e2e/test_*.c)
 E2E_BIN		:= $(patsubst tests/e2e/%.c,$(B)/e2e/%,$(E2E_SRC))
 
+.SECONDARY:
 .PHONY: all deps test test-unit test-e2e test-asan test-tsan demo clean vib \
 	soak bench fuzz
 all: $(B)/bin/muxd $(addprefix $(B)/bin/,$(TOOLS)) $(UNIT_BIN) $(E2E_BIN)
@@ -48,44 +57,53 @@ deps:
 
 $(GEN_C) $(GEN_H): proto/mux.proto
 	@mkdir -p $(B)/gen
-	protoc-c --proto_path=proto --c_out=$(B)/gen proto/mux.proto
+	$(say) PROTOC $<
+	$(Q)protoc-c --proto_path=proto --c_out=$(B)/gen proto/mux.proto
 
 $(B)/obj/gen/mux.pb-c.o: $(GEN_C)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
 $(B)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # libmuxwire: what both ends share (schemas, framing, transports).
 $(B)/lib/libmuxwire.a: $(PROTO_OBJ) $(SHIM_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcD $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcD $@ $^
 
 # libmuxd: the daemon's subsystems, linked by muxd and its unit tests.
 $(B)/lib/libmuxd.a: $(MUX_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcD $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcD $@ $^
 
 $(B)/bin/muxd: $(B)/obj/mux/main.o $(B)/lib/libmuxd.a $(B)/lib/libmuxwire.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 define tool_rule
 $(B)/bin/$(1): $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/$(1)/*.c)) $(B)/lib/libmuxwire.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+	$$(say) LD $$@
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rule,$(t))))
 
 $(B)/tests/%: tests/unit/%.c $(B)/lib/libmuxd.a $(B)/lib/libmuxwire.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
 $(B)/e2e/%: tests/e2e/%.c $(B)/obj/tests/e2e/harness.o $(B)/lib/libmuxwire.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/e2e $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(CFLAGS) -Itests/e2e $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
 test-unit: all
 	@sh tests/run-unit.sh $(B)
@@ -94,20 +112,20 @@ test-e2e: all
 	@sh tests/e2e/run.sh $(B)
 
 test-asan:
-	$(MAKE) B=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+	$(MAKE) --no-print-directory B=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  sh tests/run-unit.sh build/asan && MUX_SANITIZED=1 sh tests/e2e/run.sh build/asan
 
 test-tsan:
-	$(MAKE) B=build/tsan OPT=-O1 SAN="-fsanitize=thread" all
+	$(MAKE) --no-print-directory B=build/tsan OPT=-O1 SAN="-fsanitize=thread" all
 	@TSAN_OPTIONS=halt_on_error=1 sh tests/run-unit.sh build/tsan test_ring
 
 test: deps
-	$(MAKE) all
-	$(MAKE) test-unit
-	$(MAKE) test-e2e
-	$(MAKE) test-asan
-	$(MAKE) test-tsan
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory test-unit
+	$(MAKE) --no-print-directory test-e2e
+	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-tsan
 	@echo "make test: all suites passed"
 
 demo: deps all

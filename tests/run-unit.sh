@@ -12,7 +12,8 @@ fail=0
 bad=""
 for n in $names; do
 	bin="$B/tests/$n"
-	log="$B/tests/$n.log"
+	mkdir -p "$B/logs"
+	log="$B/logs/$n.log"
 	if [ ! -x "$bin" ]; then
 		echo "unit: $n: missing binary" >&2
 		fail=$((fail + 1))

@@ -13,7 +13,8 @@ pass=0
 fail=0
 bad=""
 for n in $names; do
-	log="$B/e2e/$n.log"
+	mkdir -p "$B/logs"
+	log="$B/logs/e2e-$n.log"
 	start=$(date +%s)
 	"$B/e2e/$n" >"$log" 2>&1
 	rc=$?

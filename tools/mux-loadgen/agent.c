@@ -1,0 +1,608 @@
+/*
+ * agent.c: one simulated agent connection.
+ *
+ *   IDLE --dial--> HELLO --AgentWelcome--> WELCOMED --SolutionState--> RUNNING
+ *     ^                                                                  |
+ *     +--- 200 ms (--reconnect) <-- CLOSING <-- close, Reject, error ----+
+ *
+ * A connection is never freed inside its own callback: closing marks it
+ * CLOSING and arms its timer at zero; the timer frees the bufferevent and
+ * then either redials (--reconnect, still in the run) or stops (DONE).
+ *
+ * What counts as an error (see enum lg_err): anything the MUX does that the
+ * protocol does not allow. A close by the MUX is one too, except with
+ * --reconnect, where a daemon restart is what the run is there to survive;
+ * it is then only counted in `disconnects`.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "frame_ev.h"
+#include "loadgen.h"
+
+static const char *const agent_reject_names[] = {
+	"CODE_UNSPECIFIED", "VERSION_MISMATCH", "NOT_AUTHORIZED", "DUPLICATE",
+	"BAD_REQUEST", "OVERLOADED"
+};
+
+static void	agent_dial(struct agent *);
+
+static void
+agent_set_state(struct agent *a, enum agent_state st)
+{
+	a->state = st;
+	a->state_ns = loadgen_now_ns();
+}
+
+static void
+agent_arm(struct agent *a, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(a->timer, &tv);
+}
+
+static const char *
+agent_reject_name(int code)
+{
+	if (code < 0 || (size_t)code >= sizeof(agent_reject_names) /
+	    sizeof(agent_reject_names[0]))
+		return "unknown";
+	return agent_reject_names[code];
+}
+
+/*
+ * Stop this connection. kind is the error to count, or LG_ERR_COUNT for a
+ * close that is no error. Everything is torn down later from the timer.
+ */
+static void
+agent_close(struct agent *a, enum lg_err kind, const char *why)
+{
+	if (a->state == AGENT_CLOSING || a->state == AGENT_DONE)
+		return;
+	if (kind != LG_ERR_COUNT) {
+		stats_error(kind);
+		a->had_error = 1;
+		loadgen_log("agent cid=%u conn=%u session=%llu: %s", a->cid, a->conn,
+		    (unsigned long long)a->session_id, why);
+	}
+	if (a->bev != NULL)
+		bufferevent_disable(a->bev, EV_READ | EV_WRITE);
+	agent_set_state(a, AGENT_CLOSING);
+	agent_arm(a, 0);
+}
+
+/* The MUX broke the contract: count it and hang up, as muxd would. */
+static void
+agent_violation(struct agent *a, enum lg_err kind, const char *what)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "protocol violation: %s", what);
+	agent_close(a, kind, why);
+}
+
+/* Deferred part of a close, and the redial after it. */
+static void
+agent_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct agent *a = arg;
+
+	switch (a->state) {
+	case AGENT_CLOSING:
+		if (a->bev != NULL) {
+			bufferevent_free(a->bev);
+			a->bev = NULL;
+		}
+		lg_stats.lost_on_close += pending_clear(&a->pending);
+		a->reserved = 0;
+		frame_arena_reset(&a->arena);
+		if (lg_opts.reconnect && lg_phase <= LG_RUN && !a->no_redial) {
+			agent_set_state(a, AGENT_IDLE);
+			agent_arm(a, LG_REDIAL_MS);
+		} else
+			agent_set_state(a, AGENT_DONE);
+		break;
+	case AGENT_IDLE:
+		if (lg_phase > LG_RUN) {
+			agent_set_state(a, AGENT_DONE);
+			break;
+		}
+		lg_stats.redials++;
+		agent_dial(a);
+		break;
+	default:
+		break;
+	}
+}
+
+int
+agent_send(struct agent *a, Mux__AgentMessage *m)
+{
+	if (a->bev == NULL || a->state == AGENT_CLOSING)
+		return -1;
+	if (frame_ev_send(bufferevent_get_output(a->bev), &m->base,
+	    a->max_frame) == -1) {
+		stats_error(LG_ERR_SEND);
+		loadgen_log("agent cid=%u conn=%u: cannot queue a frame (larger than "
+		    "max_frame %u?)", a->cid, a->conn, a->max_frame);
+		return -1;
+	}
+	a->last_send_ns = loadgen_now_ns();
+	return 0;
+}
+
+static void
+agent_send_hello(struct agent *a)
+{
+	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
+	Mux__AgentHello h = MUX__AGENT_HELLO__INIT;
+	Mux__EventClass caps[WIRE_NCLASSES];
+	int i;
+
+	for (i = 0; i < WIRE_NCLASSES; i++)
+		caps[i] = (Mux__EventClass)(MUX__EVENT_CLASS__FILE + i);
+	h.protocol_version = WIRE_PROTOCOL_VERSION;
+	h.agent_version = (char *)LG_AGENT_VERSION;
+	h.os = (char *)"linux";
+	h.claimed_vm_uuid = a->uuid;
+	h.n_capabilities = WIRE_NCLASSES;
+	h.capabilities = caps;
+	m.msg_case = MUX__AGENT_MESSAGE__MSG_HELLO;
+	m.hello = &h;
+	agent_send(a, &m);
+}
+
+static void
+agent_send_heartbeat(struct agent *a)
+{
+	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
+	Mux__Heartbeat hb = MUX__HEARTBEAT__INIT;
+
+	hb.time_ns = loadgen_realtime_ns();
+	m.msg_case = MUX__AGENT_MESSAGE__MSG_HEARTBEAT;
+	m.heartbeat = &hb;
+	if (agent_send(a, &m) == 0)
+		lg_stats.heartbeats_sent++;
+}
+
+static void
+agent_on_welcome(struct agent *a, const Mux__AgentWelcome *w)
+{
+	char why[128];
+
+	if (a->state != AGENT_HELLO) {
+		agent_violation(a, LG_ERR_PROTOCOL, "second AgentWelcome");
+		return;
+	}
+	if (w->protocol_version != WIRE_PROTOCOL_VERSION) {
+		snprintf(why, sizeof(why), "welcome with protocol_version %u",
+		    w->protocol_version);
+		agent_violation(a, LG_ERR_PROTOCOL, why);
+		return;
+	}
+	a->session_id = w->session_id;
+	a->max_frame = w->max_frame != 0 ? w->max_frame :
+	    FRAME_AGENT_MAX_DEFAULT;
+	a->heartbeat_ms = w->heartbeat_ms != 0 ? w->heartbeat_ms :
+	    LG_HEARTBEAT_MS_DEFAULT;
+	a->verdict_timeout_ms = w->verdict_timeout_ms != 0 ?
+	    w->verdict_timeout_ms : LG_VERDICT_TIMEOUT_DEFAULT;
+	/* Over vsock the kernel picks our CID; only unix: lets us choose. */
+	if (w->cid != a->cid && lg_opts.addr.backend == VMCI_UNIX)
+		loadgen_log("agent cid=%u conn=%u: welcome names cid %u", a->cid,
+		    a->conn, w->cid);
+	lg_stats.sessions++;
+	if (!a->welcomed_once)
+		lg_stats.connections++;
+	a->welcomed_once = 1;
+	a->next_event_id = 1;	/* ids restart with every connection */
+	a->solution_gen = 0;
+	if ((size_t)lg_opts.payload + LG_FRAME_SLACK > a->max_frame) {
+		snprintf(why, sizeof(why), "--payload %u does not fit max_frame "
+		    "%u", lg_opts.payload, a->max_frame);
+		a->no_redial = 1;
+		agent_close(a, LG_ERR_SEND, why);
+		return;
+	}
+	agent_set_state(a, AGENT_WELCOMED);
+}
+
+static void
+agent_on_solutions(struct agent *a, const Mux__SolutionState *s)
+{
+	if (a->state != AGENT_WELCOMED && a->state != AGENT_RUNNING) {
+		agent_violation(a, LG_ERR_PROTOCOL, "SolutionState before welcome");
+		return;
+	}
+	/* Full state with a generation that only grows within a session. */
+	if (a->state == AGENT_RUNNING && s->generation < a->solution_gen) {
+		agent_violation(a, LG_ERR_PROTOCOL,
+		    "SolutionState generation went back");
+		return;
+	}
+	a->solution_gen = s->generation;
+	if (s->generation > lg_stats.solution_generation)
+		lg_stats.solution_generation = s->generation;
+	lg_stats.solution_updates++;
+	if (a->state == AGENT_WELCOMED)
+		agent_set_state(a, AGENT_RUNNING);
+}
+
+static void
+agent_on_verdict(struct agent *a, const Mux__Verdict *v, uint64_t now)
+{
+	uint64_t sent_ns, lat;
+
+	if (a->state != AGENT_RUNNING) {
+		agent_violation(a, LG_ERR_PROTOCOL, "Verdict before SolutionState");
+		return;
+	}
+	if (v->action != MUX__ACTION__ALLOW && v->action != MUX__ACTION__DENY) {
+		agent_violation(a, LG_ERR_PROTOCOL, "Verdict with a bad action");
+		return;
+	}
+	if (pending_take(&a->pending, v->event_id, &sent_ns) == -1) {
+		stats_error(LG_ERR_VERDICT);
+		loadgen_log("agent cid=%u conn=%u session=%llu: verdict for event %llu "
+		    "that is not pending", a->cid, a->conn,
+		    (unsigned long long)a->session_id,
+		    (unsigned long long)v->event_id);
+		return;
+	}
+	lat = now > sent_ns ? now - sent_ns : 0;
+	/*
+	 * Sent before the MUX ingested it, so this latency is an upper bound
+	 * of the MUX's: below the timeout it certainly came early.
+	 */
+	if (v->timed_out && lat < (uint64_t)a->verdict_timeout_ms * 1000000) {
+		stats_error(LG_ERR_EARLY_TIMEOUT);
+		loadgen_log("agent cid=%u conn=%u: event %llu timed out after %llu ms, "
+		    "before verdict_timeout_ms %u", a->cid, a->conn,
+		    (unsigned long long)v->event_id,
+		    (unsigned long long)(lat / 1000000), a->verdict_timeout_ms);
+	}
+	stats_verdict(v->action, v->reason, v->timed_out, lat);
+}
+
+static void
+agent_on_read_file(struct agent *a, const Mux__ReadFileRequest *rq)
+{
+	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
+	Mux__FileData fd = MUX__FILE_DATA__INIT;
+	uint8_t buf[WIRE_READ_MAX];
+	uint32_t len = rq->length, room;
+	int eof = 0;
+
+	if (a->state != AGENT_RUNNING) {
+		agent_violation(a, LG_ERR_PROTOCOL, "ReadFileRequest before "
+		    "SolutionState");
+		return;
+	}
+	lg_stats.file_reads++;
+	fd.request_id = rq->request_id;
+	fd.offset = rq->offset;
+	if (len > WIRE_READ_MAX) {
+		/* The MUX must not ask for more; answer like a guest would. */
+		stats_error(LG_ERR_PROTOCOL);
+		loadgen_log("agent cid=%u conn=%u: ReadFileRequest for %u bytes",
+		    a->cid, a->conn, len);
+		fd.error = EINVAL;
+	} else {
+		/* Leave room for the framing around the data. */
+		room = a->max_frame > LG_FRAME_SLACK ?
+		    a->max_frame - LG_FRAME_SLACK : 0;
+		if (len > room)
+			len = room;
+		fd.data.len = content_read(rq->file_id, rq->offset, buf, len,
+		    &eof);
+		fd.data.data = buf;
+		fd.eof = eof;
+		lg_stats.file_read_bytes += fd.data.len;
+	}
+	m.msg_case = MUX__AGENT_MESSAGE__MSG_FILE_DATA;
+	m.file_data = &fd;
+	agent_send(a, &m);
+}
+
+static void
+agent_on_remediate(struct agent *a, const Mux__RemediateRequest *rq)
+{
+	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
+	Mux__ActionResult ar = MUX__ACTION_RESULT__INIT;
+
+	if (a->state != AGENT_RUNNING) {
+		agent_violation(a, LG_ERR_PROTOCOL, "RemediateRequest before "
+		    "SolutionState");
+		return;
+	}
+	if (rq->kind < MUX__REMEDIATION_KIND__DELETE ||
+	    rq->kind > MUX__REMEDIATION_KIND__DENY_ACCESS) {
+		agent_violation(a, LG_ERR_PROTOCOL, "RemediateRequest with a "
+		    "bad kind");
+		return;
+	}
+	lg_stats.remediations++;
+	ar.request_id = rq->request_id;
+	ar.ok = 1;
+	ar.message = (char *)"done";
+	m.msg_case = MUX__AGENT_MESSAGE__MSG_ACTION_RESULT;
+	m.action_result = &ar;
+	agent_send(a, &m);
+}
+
+static void
+agent_on_reject(struct agent *a, const Mux__Reject *rj)
+{
+	char why[256];
+
+	lg_stats.rejects++;
+	snprintf(lg_stats.last_reject, sizeof(lg_stats.last_reject), "%s: %s",
+	    agent_reject_name(rj->code), rj->reason);
+	snprintf(why, sizeof(why), "rejected: %s", lg_stats.last_reject);
+	if (!lg_opts.reconnect)
+		a->no_redial = 1;
+	agent_close(a, LG_ERR_REJECT, why);
+}
+
+static void
+agent_dispatch(struct agent *a, const Mux__MuxToAgent *m, uint64_t now)
+{
+	if (a->state == AGENT_HELLO &&
+	    m->msg_case != MUX__MUX_TO_AGENT__MSG_WELCOME &&
+	    m->msg_case != MUX__MUX_TO_AGENT__MSG_REJECT) {
+		agent_violation(a, LG_ERR_PROTOCOL, "first message is not "
+		    "AgentWelcome or Reject");
+		return;
+	}
+	switch (m->msg_case) {
+	case MUX__MUX_TO_AGENT__MSG_WELCOME:
+		agent_on_welcome(a, m->welcome);
+		break;
+	case MUX__MUX_TO_AGENT__MSG_REJECT:
+		agent_on_reject(a, m->reject);
+		break;
+	case MUX__MUX_TO_AGENT__MSG_SOLUTIONS:
+		agent_on_solutions(a, m->solutions);
+		break;
+	case MUX__MUX_TO_AGENT__MSG_VERDICT:
+		agent_on_verdict(a, m->verdict, now);
+		break;
+	case MUX__MUX_TO_AGENT__MSG_READ_FILE:
+		agent_on_read_file(a, m->read_file);
+		break;
+	case MUX__MUX_TO_AGENT__MSG_REMEDIATE:
+		agent_on_remediate(a, m->remediate);
+		break;
+	case MUX__MUX_TO_AGENT__MSG_HEARTBEAT:
+		lg_stats.heartbeats_received++;
+		break;
+	default:
+		agent_violation(a, LG_ERR_PROTOCOL, "message with no msg set");
+		break;
+	}
+}
+
+static void
+agent_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct agent *a = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	const uint8_t *body;
+	uint32_t len, max;
+	enum frame_status st;
+	enum frame_decode_result res;
+	Mux__MuxToAgent *m;
+	uint64_t now = loadgen_now_ns();
+	char why[96];
+
+	/* Until the welcome names the link's max_frame, the default holds. */
+	max = a->state == AGENT_HELLO ? FRAME_AGENT_MAX_DEFAULT : a->max_frame;
+	while (a->state != AGENT_CLOSING && a->state != AGENT_DONE) {
+		st = frame_ev_peek(in, max, &body, &len);
+		if (st == FRAME_NEED_MORE)
+			break;
+		if (st != FRAME_OK) {
+			snprintf(why, sizeof(why), "bad frame: %s",
+			    frame_status_reason(st));
+			agent_close(a, LG_ERR_DECODE, why);
+			return;
+		}
+		m = (Mux__MuxToAgent *)frame_decode(&mux__mux_to_agent__descriptor,
+		    body, len, &a->arena, &res);
+		if (m == NULL) {
+			snprintf(why, sizeof(why), "frame does not decode: %s",
+			    frame_decode_reason(res));
+			agent_close(a, LG_ERR_DECODE, why);
+			return;
+		}
+		a->last_recv_ns = now;
+		agent_dispatch(a, m, now);
+		frame_ev_consume(in, len);
+		if (a->state != AGENT_HELLO)
+			max = a->max_frame;
+	}
+}
+
+static void
+agent_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct agent *a = arg;
+	char why[128];
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) == 0)
+		return;
+	lg_stats.disconnects++;
+	if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "closed by the MUX");
+	else
+		snprintf(why, sizeof(why), "connection error: %s",
+		    evutil_socket_error_to_string(err));
+	/* A restart the run was told to survive is no error. */
+	agent_close(a, lg_opts.reconnect ? LG_ERR_COUNT : LG_ERR_CLOSED, why);
+	if (lg_opts.reconnect)
+		loadgen_log("agent cid=%u conn=%u: %s, redialling", a->cid, a->conn,
+		    why);
+}
+
+static void
+agent_dial(struct agent *a)
+{
+	char err[256];
+	int fd;
+
+	fd = vmci_connect(&lg_opts.addr, a->cid, err, sizeof(err));
+	if (fd == -1) {
+		lg_stats.connect_errors++;
+		if (lg_opts.reconnect) {
+			/* The daemon may be restarting: try again shortly. */
+			agent_set_state(a, AGENT_IDLE);
+			agent_arm(a, LG_REDIAL_MS);
+			return;
+		}
+		stats_error(LG_ERR_CONNECT);
+		a->had_error = 1;
+		loadgen_log("agent cid=%u conn=%u: %s", a->cid, a->conn, err);
+		agent_set_state(a, AGENT_DONE);
+		return;
+	}
+	if (evutil_make_socket_nonblocking(fd) == -1 ||
+	    (a->bev = bufferevent_socket_new(lg_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		loadgen_fatalx("cannot set up a bufferevent");
+	bufferevent_setcb(a->bev, agent_read_cb, NULL, agent_event_cb, a);
+	bufferevent_set_max_single_read(a->bev, LG_IO_CHUNK);
+	bufferevent_set_max_single_write(a->bev, LG_IO_CHUNK);
+	bufferevent_enable(a->bev, EV_READ | EV_WRITE);
+	a->max_frame = FRAME_AGENT_MAX_DEFAULT;
+	a->heartbeat_ms = LG_HEARTBEAT_MS_DEFAULT;
+	a->verdict_timeout_ms = LG_VERDICT_TIMEOUT_DEFAULT;
+	a->session_id = 0;
+	a->credit = 0;
+	a->last_recv_ns = loadgen_now_ns();
+	agent_set_state(a, AGENT_HELLO);
+	agent_send_hello(a);
+}
+
+void
+agent_init(struct agent *a, uint32_t idx, uint32_t cid, uint32_t conn)
+{
+	memset(a, 0, sizeof(*a));
+	a->idx = idx;
+	a->cid = cid;
+	a->conn = conn;
+	/* Deterministic and easy to put in a vm_map: the CID in the tail. */
+	snprintf(a->uuid, sizeof(a->uuid), "6c676e00-0000-4000-8000-%012x",
+	    cid);
+	a->rng = lg_opts.seed ^ ((uint64_t)idx << 32 | idx) ^
+	    UINT64_C(0x6c6f616467656e21);
+	frame_arena_init(&a->arena);
+	if ((a->timer = evtimer_new(lg_base, agent_timer_cb, a)) == NULL)
+		loadgen_fatalx("cannot make a timer");
+}
+
+void
+agent_start(struct agent *a)
+{
+	agent_dial(a);
+}
+
+/*
+ * Once per tick: liveness both ways, then `due` more events of credit.
+ * A connection whose output is backed up gets no new events: a blocked
+ * guest does not produce, and memory stays bounded.
+ */
+void
+agent_tick(struct agent *a, uint64_t now, double due)
+{
+	uint64_t hb_ns, n, made;
+
+	switch (a->state) {
+	case AGENT_HELLO:
+	case AGENT_WELCOMED:
+		if (a->state_ns + (uint64_t)LG_HANDSHAKE_MS * 1000000 < now)
+			agent_close(a, LG_ERR_HANDSHAKE,
+			    "no AgentWelcome and SolutionState in time");
+		return;
+	case AGENT_RUNNING:
+		break;
+	default:
+		return;
+	}
+	hb_ns = (uint64_t)a->heartbeat_ms * 1000000;
+	/* Sums, not differences: sends during this tick are later than now. */
+	if (a->last_recv_ns + LG_HEARTBEAT_MISSES * hb_ns < now) {
+		agent_close(a, LG_ERR_HEARTBEAT, "MUX silent for 3 heartbeat "
+		    "intervals");
+		return;
+	}
+	if (lg_phase == LG_RUN && due > 0) {
+		a->credit += due;
+		if (evbuffer_get_length(bufferevent_get_output(a->bev)) >
+		    LG_OUTBUF_MAX) {
+			lg_stats.backpressure_skips++;
+			n = (uint64_t)a->credit;
+			lg_stats.events_skipped += n;
+			a->credit -= (double)n;
+		} else if (a->credit >= 1) {
+			n = (uint64_t)a->credit;
+			a->credit -= (double)n;
+			made = gen_events(a, (uint32_t)n);
+			if (made < n) {
+				lg_stats.backpressure_skips++;
+				lg_stats.events_skipped += n - made;
+			}
+		}
+	}
+	if (a->state == AGENT_RUNNING && a->last_send_ns + hb_ns <= now)
+		agent_send_heartbeat(a);
+}
+
+/* Nothing outstanding: no verdicts awaited and nothing left to write. */
+int
+agent_quiet(const struct agent *a)
+{
+	if (a->state != AGENT_RUNNING && a->state != AGENT_WELCOMED)
+		return 1;
+	return a->pending.live == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(a->bev)) == 0;
+}
+
+/* End of the run: count what never came, and let go of everything. */
+void
+agent_finish(struct agent *a)
+{
+	uint32_t missing;
+
+	if (a->state == AGENT_RUNNING || a->state == AGENT_WELCOMED) {
+		missing = pending_clear(&a->pending);
+		lg_stats.errors[LG_ERR_MISSING] += missing;
+		if (missing != 0)
+			loadgen_log("agent cid=%u conn=%u session=%llu: %u verdict(s) "
+			    "missing", a->cid, a->conn,
+			    (unsigned long long)a->session_id, missing);
+	} else
+		lg_stats.lost_on_close += pending_clear(&a->pending);
+	/*
+	 * Covers --reconnect runs where the daemon never came up. A signal
+	 * that cut a handshake short is the operator's doing, not the MUX's.
+	 */
+	if (!a->welcomed_once && !a->had_error && !(lg_interrupted &&
+	    (a->state == AGENT_HELLO || a->state == AGENT_WELCOMED)))
+		stats_error(LG_ERR_NEVER_CONNECTED);
+	if (a->bev != NULL)
+		bufferevent_free(a->bev);
+	a->bev = NULL;
+	if (a->timer != NULL)
+		event_free(a->timer);
+	a->timer = NULL;
+	frame_arena_destroy(&a->arena);
+	pending_free(&a->pending);
+	agent_set_state(a, AGENT_DONE);
+}

@@ -1,0 +1,179 @@
+/*
+ * svm-report.c: the live progress line and the final report.
+ *
+ * The final report is text for people, then, with --json, one JSON object
+ * as the last line on stdout for scripts. Definitions worth knowing:
+ *
+ *   events_per_sec  received / time from the first to the last delivery
+ *                   (idle time before and after a run does not dilute it;
+ *                   falls back to the whole run when that span is < 1 ms).
+ *   latency_us_*    our CLOCK_REALTIME at processing minus ingest_time_ns,
+ *                   per new delivery (duplicates excluded), from a
+ *                   log-linear histogram (about 6% resolution; max exact).
+ *   gap_events      sum of last_seq - first_seq + 1 over OVERRUN gaps:
+ *                   the range, not Gap.count (which may be 0, "unknown",
+ *                   and under a filter counts matching events only).
+ *                   EPOCH_CHANGED gaps add 0.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "svm.h"
+
+#define NS_PER_S	1e9
+#define RATE_MIN_SPAN_NS 1000000u	/* below: the rate is noise */
+
+double
+svm_report_rate(void)
+{
+	uint64_t span = svm_stats.last_rx_ns - svm_stats.first_rx_ns;
+	uint64_t run = svm_mono_ns() - svm_stats.start_ns;
+
+	if (svm_stats.received == 0)
+		return 0;
+	if (svm_stats.received >= 2 && span >= RATE_MIN_SPAN_NS)
+		return (double)(svm_stats.received - 1) * NS_PER_S /
+		    (double)span;
+	return run == 0 ? 0 : (double)svm_stats.received * NS_PER_S /
+	    (double)run;
+}
+
+static size_t
+svm_report_live(void)
+{
+	struct svm_conn *c;
+	size_t n = 0;
+
+	TAILQ_FOREACH(c, &svm_conns, entry)
+		if (!c->closing && c->state == SVM_CONN_REGISTERED)
+			n++;
+	return n;
+}
+
+/* One line, rewritten in place every second (stderr is a terminal). */
+void
+svm_report_progress(void)
+{
+	static uint64_t prev_received, prev_ns;
+	uint64_t now = svm_mono_ns();
+	double rate = 0;
+
+	if (prev_ns != 0 && now > prev_ns)
+		rate = (double)(svm_stats.received - prev_received) *
+		    NS_PER_S / (double)(now - prev_ns);
+	prev_received = svm_stats.received;
+	prev_ns = now;
+	fprintf(stderr, "\r\033[Kreceived %" PRIu64 "  %.0f ev/s  gaps %" PRIu64
+	    " (%" PRIu64 " events)  holes %" PRIu64 "  lag %.1f ms  "
+	    "conns %zu", svm_stats.received, rate, svm_stats.gaps,
+	    svm_stats.gap_events, svm_stats.holes,
+	    (double)svm_stats.last_latency_us / 1000.0, svm_report_live());
+	fflush(stderr);
+}
+
+static void
+svm_report_json_string(FILE *f, const char *s)
+{
+	const unsigned char *p;
+
+	fputc('"', f);
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void
+svm_report_json(FILE *f, double rate, double elapsed)
+{
+	const struct svm_stats *s = &svm_stats;
+
+	fprintf(f, "{\"service_id\":");
+	svm_report_json_string(f, svm_opt.service_id);
+	fprintf(f, ",\"instance_id\":");
+	svm_report_json_string(f, svm_opt.instance_id);
+	fprintf(f, ",\"policy\":\"%s\"", svm_policy_name(&svm_opt.policy));
+	fprintf(f, ",\"received\":%" PRIu64 ",\"gaps\":%" PRIu64
+	    ",\"gap_events\":%" PRIu64 ",\"holes\":%" PRIu64
+	    ",\"holes_checked\":%s,\"order_errors\":%" PRIu64
+	    ",\"duplicates\":%" PRIu64 ",\"gap_overlaps\":%" PRIu64
+	    ",\"epoch_changes\":%" PRIu64,
+	    s->received, s->gaps, s->gap_events, s->holes,
+	    svm_check_holes_checked() ? "true" : "false", s->order_errors,
+	    s->duplicates, s->gap_overlaps, s->epoch_changes);
+	fprintf(f, ",\"batches\":%" PRIu64 ",\"reply_expected\":%" PRIu64
+	    ",\"verdicts_sent\":%" PRIu64 ",\"deny_sent\":%" PRIu64
+	    ",\"verdicts_dropped\":%" PRIu64 ",\"acks_sent\":%" PRIu64
+	    ",\"heartbeats_sent\":%" PRIu64 ",\"heartbeats_received\":%"
+	    PRIu64, s->batches, s->reply_expected, s->verdicts_sent,
+	    s->deny_sent, s->verdicts_dropped, s->acks_sent,
+	    s->heartbeats_sent, s->heartbeats_received);
+	fprintf(f, ",\"vm_status\":%" PRIu64 ",\"vms_known\":%zu"
+	    ",\"vms_connected\":%zu,\"file_data\":%" PRIu64
+	    ",\"action_results\":%" PRIu64, s->vm_status, svm_vm_known(),
+	    svm_vm_connected(), s->file_data, s->action_results);
+	fprintf(f, ",\"connections\":%" PRIu64 ",\"connections_refused\":%"
+	    PRIu64 ",\"registered\":%" PRIu64 ",\"rejects\":%" PRIu64
+	    ",\"protocol_errors\":%" PRIu64 ",\"timeouts\":%" PRIu64,
+	    s->connections, s->connections_refused, s->registered, s->rejects,
+	    s->protocol_errors, s->timeouts);
+	fprintf(f, ",\"events_per_sec\":%.1f,\"latency_us_p50\":%" PRIu64
+	    ",\"latency_us_p99\":%" PRIu64 ",\"latency_us_max\":%" PRIu64
+	    ",\"elapsed_s\":%.3f,\"epoch\":%" PRIu64 ",\"last_seq\":%" PRIu64
+	    "}\n", rate, svm_hist_quantile(&s->latency, 0.50),
+	    svm_hist_quantile(&s->latency, 0.99), s->latency.max, elapsed,
+	    svm_resume.epoch, svm_resume.last);
+}
+
+void
+svm_report_final(FILE *f)
+{
+	const struct svm_stats *s = &svm_stats;
+	double rate = svm_report_rate();
+	double elapsed = (double)(svm_mono_ns() - s->start_ns) / NS_PER_S;
+
+	fprintf(f, "mux-svm %s/%s: policy %s, ran %.1f s\n",
+	    svm_opt.service_id, svm_opt.instance_id,
+	    svm_policy_name(&svm_opt.policy), elapsed);
+	fprintf(f, "  received      %" PRIu64 " in %" PRIu64 " batches, "
+	    "%.1f events/s, %" PRIu64 " reply_expected\n", s->received,
+	    s->batches, rate, s->reply_expected);
+	fprintf(f, "  gaps          %" PRIu64 " (%" PRIu64 " events lost, %"
+	    PRIu64 " epoch changes)\n", s->gaps, s->gap_events,
+	    s->epoch_changes);
+	if (svm_check_holes_checked())
+		fprintf(f, "  holes         %" PRIu64 "\n", s->holes);
+	else
+		fprintf(f, "  holes         not checked (filtered "
+		    "subscription)\n");
+	fprintf(f, "  order errors  %" PRIu64 ", duplicates %" PRIu64
+	    ", gap overlaps %" PRIu64 "\n", s->order_errors, s->duplicates,
+	    s->gap_overlaps);
+	fprintf(f, "  latency us    p50 %" PRIu64 ", p99 %" PRIu64 ", max %"
+	    PRIu64 "\n", svm_hist_quantile(&s->latency, 0.50),
+	    svm_hist_quantile(&s->latency, 0.99), s->latency.max);
+	fprintf(f, "  sent          %" PRIu64 " verdicts (%" PRIu64 " deny, %"
+	    PRIu64 " dropped), %" PRIu64 " acks, %" PRIu64 " heartbeats\n",
+	    s->verdicts_sent, s->deny_sent, s->verdicts_dropped, s->acks_sent,
+	    s->heartbeats_sent);
+	fprintf(f, "  connections   %" PRIu64 " (%" PRIu64 " registered, %"
+	    PRIu64 " rejected, %" PRIu64 " protocol errors, %" PRIu64
+	    " timeouts, %" PRIu64 " refused)\n", s->connections,
+	    s->registered, s->rejects, s->protocol_errors, s->timeouts,
+	    s->connections_refused);
+	fprintf(f, "  vm status     %" PRIu64 " messages, %zu VMs known, %zu "
+	    "connected; file data %" PRIu64 ", action results %" PRIu64 "\n",
+	    s->vm_status, svm_vm_known(), svm_vm_connected(), s->file_data,
+	    s->action_results);
+	fprintf(f, "  resume point  epoch %" PRIu64 ", last seq %" PRIu64 "\n",
+	    svm_resume.epoch, svm_resume.last);
+	if (svm_opt.json)
+		svm_report_json(f, rate, elapsed);
+	fflush(f);
+}

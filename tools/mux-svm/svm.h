@@ -1,0 +1,274 @@
+/*
+ * svm.h: mux-svm, the reference SVM (security VM) that muxd dials.
+ *
+ * Threading: one thread, one event_base (svm_base). Nothing blocks except
+ * the deliberate --process-us sleep, which simulates a slow consumer.
+ *
+ * Shape:
+ *
+ *   listener --accept--> svm_conn (bufferevent; TLS slots in at
+ *                        svm_conn_bev_new)  x N, independent
+ *        |                  |-- svm-check.c  seq order / holes / duplicates
+ *        |                  |-- svm-policy.c verdicts (allow, deny-path,
+ *        |                  |                delay; scan later)
+ *        |                  `-- svm-vm.c     last VmStatus per cid
+ *        `-- process-wide: svm-state.c (resume point, --state file),
+ *                          svm-report.c (counters, latency, report),
+ *                          the --record file.
+ *
+ * Connections are independent except for the resume point (epoch of the
+ * last Registered + highest seq processed in it), which is process-wide so
+ * that a redialled connection, or a restarted process with --state, resumes
+ * where the previous one stopped.
+ *
+ * Objects are never freed inside their own callbacks: svm_conn_close()
+ * marks a connection closing and svm_reap() frees it from the loop.
+ */
+#ifndef MUX_SVM_H
+#define MUX_SVM_H
+
+#include <sys/queue.h>
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "frame.h"
+#include "wire.h"
+
+struct bufferevent;
+struct sockaddr;
+struct event;
+struct event_base;
+
+/* Defaults and limits, each with the reason for its value. */
+#define SVM_HEARTBEAT_MS_DEFAULT 5000	/* protocol 3.8 when MuxHello says 0 */
+#define SVM_SILENT_INTERVALS	3	/* a peer silent this long is gone */
+#define SVM_HELLO_TIMEOUT_MS	10000	/* mirror of the MUX's Register timer */
+#define SVM_CONN_MAX		64	/* concurrent MUX connections served */
+#define SVM_CIDS_MAX		1024	/* --cids entries */
+#define SVM_ID_MAX		256	/* --service-id / --instance-id length */
+/* Input held before reading pauses: room for two whole maximal frames. */
+#define SVM_IN_FRAMES		2
+/* Replies (acks, verdicts) a MUX that stopped reading may leave queued. */
+#define SVM_OUT_MAX		(64u * 1024u * 1024u)
+/*
+ * Work done per read callback before yielding to the loop, so that timers
+ * (heartbeats, stop, progress) still run when a backlog is being drained.
+ */
+#define SVM_DRAIN_FRAMES	256
+#define SVM_DRAIN_MS		50
+/* Deferred (delay policy) verdicts held per connection; beyond: dropped. */
+#define SVM_DELAY_PENDING_MAX	262144
+#define SVM_VMS_MAX		4096	/* distinct cids whose status is kept */
+
+enum svm_policy_kind {
+	SVM_POLICY_ALLOW = 1,
+	SVM_POLICY_DENY_PATH,
+	SVM_POLICY_DELAY,
+	SVM_POLICY_SCAN,
+};
+
+struct svm_policy {
+	enum svm_policy_kind	 kind;
+	char			*glob;		/* deny-path */
+	char			*deny_reason;	/* "path matches GLOB" */
+	uint64_t		 delay_ms;	/* delay */
+	char			*clamd_path;	/* scan:clamd:SOCKET */
+};
+
+struct svm_options {
+	const char		*listen;
+	char			 service_id[SVM_ID_MAX];
+	char			 instance_id[SVM_ID_MAX];
+	wire_class_mask		 classes;
+	uint32_t		 cids[SVM_CIDS_MAX];
+	size_t			 ncids;
+	int			 verdicts;
+	uint32_t		 window;
+	struct svm_policy	 policy;
+	int			 tls_off;
+	int			 json;
+	int			 quiet;
+	int			 exit_on_reject;
+	const char		*state_path;
+	const char		*record_path;
+	const char		*port_file;
+	uint64_t		 ack_delay_ms;
+	uint64_t		 process_us;
+	uint64_t		 duration_s;
+	uint32_t		 max_frame;
+};
+
+/* Resume point, process-wide (svm-state.c). */
+struct svm_resume {
+	uint64_t		 epoch;		/* of the last Registered; 0 never */
+	uint64_t		 last;		/* highest seq processed in it */
+	int			 dirty;		/* differs from the --state file */
+};
+
+/* Sequence tracking of one connection within one epoch (svm-check.c). */
+struct svm_track {
+	uint64_t		 epoch;
+	uint64_t		 live_from;	/* Registered.next_seq */
+	uint64_t		 hi_recv;	/* highest seq received, 0 none */
+	uint64_t		 covered;	/* every seq <= it accounted for */
+	int			 covered_known;
+	uint64_t		 gap_hi;	/* highest seq a Gap gave up */
+	int			 any_rx;	/* a delivery or gap arrived */
+};
+
+enum svm_check_result {
+	SVM_CHECK_NEW = 0,	/* in order: process it */
+	SVM_CHECK_DUPLICATE,	/* already processed before a reconnect */
+	SVM_CHECK_ORDER,	/* not above the previous seq received */
+};
+
+/* Log-linear latency histogram: fixed size, ~6% resolution. */
+#define SVM_HIST_SUB_BITS	4
+#define SVM_HIST_SUB		(1u << SVM_HIST_SUB_BITS)
+#define SVM_HIST_BUCKETS	(SVM_HIST_SUB + (64 - SVM_HIST_SUB_BITS) * SVM_HIST_SUB)
+struct svm_hist {
+	uint64_t		 n;
+	uint64_t		 max;
+	uint64_t		 bucket[SVM_HIST_BUCKETS];
+};
+
+struct svm_stats {
+	uint64_t		 received;	/* new deliveries processed */
+	uint64_t		 duplicates;
+	uint64_t		 order_errors;
+	uint64_t		 holes;
+	uint64_t		 gap_overlaps;	/* Gap over a seq received */
+	uint64_t		 gaps;
+	uint64_t		 gap_events;	/* OVERRUN ranges, summed */
+	uint64_t		 epoch_changes;	/* EPOCH_CHANGED gaps */
+	uint64_t		 batches;
+	uint64_t		 reply_expected;
+	uint64_t		 verdicts_sent;
+	uint64_t		 deny_sent;
+	uint64_t		 verdicts_dropped;
+	uint64_t		 acks_sent;
+	uint64_t		 heartbeats_sent;
+	uint64_t		 heartbeats_received;
+	uint64_t		 vm_status;
+	uint64_t		 file_data;
+	uint64_t		 action_results;
+	uint64_t		 connections;
+	uint64_t		 connections_refused;
+	uint64_t		 registered;
+	uint64_t		 rejects;
+	uint64_t		 protocol_errors;
+	uint64_t		 timeouts;	/* hello, registered or silence */
+	uint64_t		 start_ns;	/* CLOCK_MONOTONIC */
+	uint64_t		 first_rx_ns;	/* CLOCK_MONOTONIC, 0 none */
+	uint64_t		 last_rx_ns;
+	uint64_t		 last_latency_us;
+	struct svm_hist		 latency;
+};
+
+enum svm_conn_state {
+	SVM_CONN_HELLO = 0,	/* waiting for MuxHello */
+	SVM_CONN_REGISTERING,	/* Register sent, waiting for Registered */
+	SVM_CONN_REGISTERED,
+};
+
+struct svm_policy_conn;
+
+struct svm_conn {
+	uint64_t		 id;
+	char			 peer[128];	/* "addr:port", for log lines */
+	struct bufferevent	*bev;
+	enum svm_conn_state	 state;
+	int			 closing;
+	int			 eof;		/* peer closed: drain then close */
+
+	struct event		*drain_ev;	/* resumes a yielded drain */
+	struct event		*timer_ev;	/* heartbeats and timeouts */
+	struct event		*ack_ev;	/* --ack-delay-ms */
+
+	uint32_t		 heartbeat_ms;
+	uint64_t		 since_ms;	/* state entered (monotonic) */
+	uint64_t		 last_rx_ms;
+	uint64_t		 last_tx_ms;
+	uint64_t		 hello_epoch;
+	uint64_t		 reg_resume_epoch;	/* as sent in Register */
+	uint64_t		 reg_resume_from;
+	uint64_t		 gap_logged_ms;
+
+	struct svm_track	 track;
+	uint64_t		 processed;	/* highest seq to acknowledge */
+	uint64_t		 acked;		/* last Ack sent */
+	uint64_t		 sleep_debt_us;	/* --process-us not yet slept */
+
+	struct svm_policy_conn	*policy;
+	TAILQ_ENTRY(svm_conn)	 entry;
+};
+TAILQ_HEAD(svm_conns, svm_conn);
+
+/* svm.c */
+extern struct event_base	*svm_base;
+extern struct svm_options	 svm_opt;
+extern struct svm_stats		 svm_stats;
+extern struct svm_resume	 svm_resume;
+extern struct svm_conns		 svm_conns;
+extern struct frame_arena	 svm_arena;
+extern FILE			*svm_record;
+uint64_t	svm_now_ms(void);
+uint64_t	svm_mono_ns(void);
+uint64_t	svm_real_ns(void);
+void		svm_log(const char *, ...) __attribute__((format(printf, 1, 2)));
+void		svm_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void		svm_fatalx(int, const char *, ...)
+		    __attribute__((format(printf, 2, 3), noreturn));
+void		svm_reap_later(void);
+void		svm_rejected(void);
+
+/* svm-conn.c */
+void		svm_conn_accept(int, const struct sockaddr *, int);
+void		svm_conn_close(struct svm_conn *, const char *);
+void		svm_conn_free(struct svm_conn *);
+int		svm_conn_send_verdict(struct svm_conn *, uint64_t, int,
+		    const char *);
+
+/* svm-check.c */
+void		svm_check_registered(struct svm_track *, uint64_t, uint64_t,
+		    uint64_t, uint64_t);
+enum svm_check_result svm_check_delivery(struct svm_track *, uint64_t);
+void		svm_check_gap(struct svm_track *, const Mux__Gap *);
+int		svm_check_holes_checked(void);
+
+/* svm-state.c */
+void		svm_state_load(const char *);
+void		svm_state_save(const char *);
+void		svm_state_registered(uint64_t, uint64_t);
+void		svm_state_processed(uint64_t, uint64_t);
+uint64_t	svm_state_resume_from(void);
+
+/* svm-policy.c */
+int		svm_policy_parse(const char *, struct svm_policy *, char *,
+		    size_t);
+const char	*svm_policy_name(const struct svm_policy *);
+struct svm_policy_conn *svm_policy_conn_new(struct svm_conn *);
+void		svm_policy_conn_free(struct svm_policy_conn *);
+void		svm_policy_delivery(struct svm_policy_conn *,
+		    const Mux__Delivery *);
+void		svm_policy_file_data(struct svm_policy_conn *,
+		    const Mux__FileData *);
+void		svm_policy_action_result(struct svm_policy_conn *,
+		    const Mux__ActionResult *);
+
+/* svm-vm.c */
+void		svm_vm_status(const Mux__VmStatus *);
+size_t		svm_vm_known(void);
+size_t		svm_vm_connected(void);
+
+/* svm-hist.c */
+void		svm_hist_add(struct svm_hist *, uint64_t);
+uint64_t	svm_hist_quantile(const struct svm_hist *, double);
+
+/* svm-report.c */
+void		svm_report_progress(void);
+void		svm_report_final(FILE *);
+double		svm_report_rate(void);
+
+#endif
