@@ -86,6 +86,8 @@ agent_accept(struct ingest *ing, int fd, uint32_t cid, const char *peer)
 	}
 	vm = ingest_vm_get(ing, cid, 1);
 	a->vm = vm;
+	verdict_owner_init(&a->vo, &vm->pending);
+	TAILQ_INIT(&a->relays);
 	vm->conns++;
 	ing->nagents++;
 	TAILQ_INSERT_TAIL(&ing->agents, a, entry);
@@ -121,6 +123,11 @@ agent_close(struct agent *a, const char *why)
 	if (a->state == AGENT_DEAD)
 		return;
 	if (a->state == AGENT_ACTIVE) {
+		LIST_REMOVE(a, sentry);
+		/* Its obligations end with it; SVM answers for them are ignored. */
+		METRIC_ADD(metrics.verdicts_orphaned, a->vo.count);
+		verdict_drop_owner(ing->vt, &a->vo);
+		relay_agent_gone(ing, a);
 		snprintf(detail, sizeof(detail), "session=%llu",
 		    (unsigned long long)a->session_id);
 		ingest_vm_event(ing, a->vm, MUX__VM_EVENT__OP__AGENT_DISCONNECTED,
@@ -194,24 +201,25 @@ agent_send(struct agent *a, const ProtobufCMessage *m)
 	return 0;
 }
 
+/* Exactly once per reply_expected event, to the connection it came from. */
 void
-agent_verdict_default(struct agent *a, uint64_t event_id, const char *reason,
-    uint64_t ingest_ns)
+agent_verdict(struct agent *a, uint64_t event_id, int action, const char *service_id,
+    const char *reason, int timed_out, uint64_t ingest_ns, enum verdict_source src)
 {
 	Mux__MuxToAgent m = MUX__MUX_TO_AGENT__INIT;
 	Mux__Verdict v = MUX__VERDICT__INIT;
 	uint64_t now = now_ns();
 
 	v.event_id = event_id;
-	v.action = a->ing->conf->fail_closed ? MUX__ACTION__DENY : MUX__ACTION__ALLOW;
-	v.service_id = (char *)"";
+	v.action = (Mux__Action)action;
+	v.service_id = (char *)service_id;
 	v.reason = (char *)reason;
+	v.timed_out = timed_out;
 	m.msg_case = MUX__MUX_TO_AGENT__MSG_VERDICT;
 	m.verdict = &v;
 	agent_send(a, &m.base);
 	a->verdicts++;
-	metrics_verdict((int)v.action, VSRC_DEFAULT,
-	    now > ingest_ns ? now - ingest_ns : 0);
+	metrics_verdict(action, src, now > ingest_ns ? now - ingest_ns : 0);
 }
 
 static int
@@ -255,6 +263,7 @@ agent_hello(struct agent *a, const Mux__AgentHello *h)
 
 	a->session_id = ++ing->next_session;
 	a->state = AGENT_ACTIVE;
+	LIST_INSERT_HEAD(&ing->sessions[a->session_id % SESSION_HASH_SIZE], a, sentry);
 	agent_set_peer(a);
 	w.protocol_version = WIRE_PROTOCOL_VERSION;
 	w.session_id = a->session_id;
@@ -300,7 +309,8 @@ agent_event_perr(const char *why)
 
 /* The whole batch is checked before any event takes a seq. */
 static int
-agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns)
+agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns,
+    uint64_t now)
 {
 	uint64_t last = a->last_event_id;
 	const char *why;
@@ -332,20 +342,17 @@ agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns)
 		}
 	}
 	a->last_event_id = last;
-	for (i = 0; i < b->n_events; i++) {
-		e = b->events[i];
-		if (ingest_event(a->ing, a, e, ingest_ns) == 0 && e->reply_expected)
-			agent_verdict_default(a, e->event_id, "no-solution", ingest_ns);
-		if (a->state == AGENT_DEAD)
+	for (i = 0; i < b->n_events; i++)
+		if (ingest_event(a->ing, a, b->events[i], ingest_ns, now) == -1)
 			return -1;
-	}
 	a->events += b->n_events;
 	return 0;
 }
 
 /* -1: the connection was closed. */
 static int
-agent_dispatch(struct agent *a, const Mux__AgentMessage *msg, uint64_t ingest_ns)
+agent_dispatch(struct agent *a, const Mux__AgentMessage *msg, uint64_t ingest_ns,
+    uint64_t now)
 {
 	if (msg->msg_case == MUX__AGENT_MESSAGE__MSG__NOT_SET) {
 		agent_protocol_error(a, PERR_NO_ONEOF, NULL);
@@ -360,12 +367,14 @@ agent_dispatch(struct agent *a, const Mux__AgentMessage *msg, uint64_t ingest_ns
 	}
 	switch (msg->msg_case) {
 	case MUX__AGENT_MESSAGE__MSG_EVENTS:
-		return agent_events(a, msg->events, ingest_ns);
+		return agent_events(a, msg->events, ingest_ns, now);
 	case MUX__AGENT_MESSAGE__MSG_HEARTBEAT:
 		return 0;
 	case MUX__AGENT_MESSAGE__MSG_FILE_DATA:
+		relay_file_data(a->ing, a, msg->file_data);
+		return a->state == AGENT_DEAD ? -1 : 0;
 	case MUX__AGENT_MESSAGE__MSG_ACTION_RESULT:
-		/* No request of ours is outstanding yet (issue 5): ignore. */
+		relay_action_result(a->ing, a, msg->action_result);
 		return 0;
 	default:
 		agent_protocol_error(a, PERR_UNEXPECTED, "second hello");
@@ -383,10 +392,11 @@ agent_read_cb(struct bufferevent *bev, void *arg)
 	Mux__AgentMessage *msg;
 	const uint8_t *body;
 	enum frame_status st;
-	uint64_t ingest_ns = now_ns();
+	uint64_t ingest_ns = now_ns(), now;
 	uint32_t len;
 
 	a->last_rx = mono_ns();
+	now = a->last_rx;
 	while (a->state == AGENT_HELLO || a->state == AGENT_ACTIVE) {
 		st = frame_ev_peek(in, ing->conf->agent_max_frame, &body, &len);
 		if (st == FRAME_NEED_MORE)
@@ -403,7 +413,7 @@ agent_read_cb(struct bufferevent *bev, void *arg)
 			    PERR_ALLOC_BUDGET : PERR_DECODE, NULL);
 			break;
 		}
-		if (agent_dispatch(a, msg, ingest_ns) == -1)
+		if (agent_dispatch(a, msg, ingest_ns, now) == -1)
 			break;
 		frame_ev_consume(in, len);
 	}

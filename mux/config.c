@@ -195,6 +195,8 @@ static const struct config_key config_keys[] = {
 	    1048576, 0),
 	UINT(LIMITS, "agent_max_events_per_sec", C(agent_max_events_per_sec),
 	    1, 100000000, 200000, 0),
+	UINT(LIMITS, "agent_max_bytes_per_sec", C(agent_max_bytes_per_sec),
+	    1 * KIB, 16 * GIB, 256 * MIB, CONFIG_BYTES),
 	UINT(LIMITS, "agent_max_pending_verdicts",
 	    C(agent_max_pending_verdicts), 1, 1000000, 10000, 0),
 	UINT(LIMITS, "max_agents", C(max_agents), 1, 1048576, 4096, 0),

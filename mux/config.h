@@ -72,6 +72,7 @@ struct config {
 	uint64_t	ring_bytes;			/* default 64 MiB */
 	uint32_t	ring_events;			/* default 1048576 */
 	uint32_t	agent_max_events_per_sec;	/* default 200000, per VM */
+	uint64_t	agent_max_bytes_per_sec;	/* default 256 MiB, per VM */
 	uint32_t	agent_max_pending_verdicts;	/* default 10000, per VM */
 	uint32_t	max_agents;			/* default 4096 connections */
 	uint32_t	agent_max_connections_per_vm;	/* default 8 */

@@ -199,6 +199,15 @@ fanout_mbox_cb(void *arg)
 	mbox_take(&fo->mux->to_fanout, &list);
 	while ((m = TAILQ_FIRST(&list)) != NULL) {
 		TAILQ_REMOVE(&list, m, entry);
+		if (m->type == MBOX_SVM_ANSWER) {
+			const struct svm_answer *a = (const struct svm_answer *)m->data;
+
+			if (a->slot >= 0 && a->slot < (int)(sizeof(fo->slots) /
+			    sizeof(fo->slots[0])) && fo->slots[a->slot] != NULL)
+				svm_answer(fo->slots[a->slot], a);
+			free(m);
+			continue;
+		}
 		if (m->type != MBOX_VM_STATUS) {
 			log_error("fanout: unexpected mailbox message %d", m->type);
 			free(m);
@@ -268,8 +277,13 @@ fanout_new(struct mux *mux, char *err, size_t errlen)
 	if (fo->reaper == NULL || fo->snap_timer == NULL)
 		fatalx("fanout: events");
 	evtimer_add(fo->snap_timer, &tv);
+	frame_arena_init(&fo->arena2);
+	if ((fo->rbuf = malloc(mux->ring.max_len)) == NULL)
+		fatal("fanout");
 	for (i = 0; i < conf->nsvms; i++) {
 		s = svm_new(fo, &conf->svms[i]);
+		s->slot = (int)i;	/* CONFIG_SVMS_MAX == VERDICT_SLOTS */
+		fo->slots[i] = s;
 		TAILQ_INSERT_TAIL(&fo->svms, s, entry);
 	}
 	/* Agents that connect before any SVM registers get the full state. */
@@ -329,6 +343,8 @@ fanout_free(struct fanout *fo)
 	event_free(fo->reaper);
 	event_free(fo->snap_timer);
 	frame_arena_destroy(&fo->arena);
+	frame_arena_destroy(&fo->arena2);
+	free(fo->rbuf);
 	free(fo->sol_last);
 	event_base_free(fo->base);
 	free(fo);

@@ -39,10 +39,17 @@ struct vm_mirror {
 	char		 claimed_uuid[64];
 };
 
+#define SVM_REQUESTS_MAX	256	/* file reads + remediations in flight */
+#define SVM_VERDICT_BATCH	512	/* verdicts per message to ingest */
+
 struct svm {
 	TAILQ_ENTRY(svm) entry;
 	struct fanout	*fo;
 	struct config_svm conf;
+	int		 slot;		/* fixed, < VERDICT_SLOTS */
+	uint32_t	 gen;		/* bumped at each registration */
+	uint32_t	 requests_out;
+	struct mbox_msg	*vbatch;	/* verdicts collected in one read */
 	char		 peer[CONFIG_NAME_MAX + CONFIG_STR_MAX + 16];
 	enum svm_state	 state;
 	struct bufferevent *bev;
@@ -93,7 +100,10 @@ struct fanout {
 	int		 running;
 	struct svm_list	 svms;
 	LIST_HEAD(, vm_mirror) vms;
-	struct frame_arena arena;
+	struct frame_arena arena;	/* SvmToMux decoding */
+	struct frame_arena arena2;	/* Deliveries read back from the ring */
+	uint8_t		*rbuf;		/* one ring record */
+	struct svm	*slots[64];
 	struct event	*snap_timer;
 	uint64_t	 sol_generation;
 	uint8_t		*sol_last;	/* packed solutions, to see changes */
@@ -124,6 +134,9 @@ int	 svm_send(struct svm *, const ProtobufCMessage *);
 void	 svm_send_vm_status(struct svm *, const struct vm_mirror *);
 int	 svm_wants_cid(const struct svm *, uint32_t);
 void	 svm_snapshot(const struct svm *, struct snap_svm *);
+
+/* svm.c (return path) */
+void	 svm_answer(struct svm *, const struct svm_answer *);
 
 /* fanout.c */
 void	 fanout_solutions_changed(struct fanout *);

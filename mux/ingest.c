@@ -5,6 +5,7 @@
  * time), encoded once as a Delivery, and appended with ring_push_sp().
  */
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,32 +101,37 @@ ingest_flush_wake(struct ingest *ing)
 	}
 }
 
-static uint64_t
-ingest_push(struct ingest *ing, struct vm *vm, uint64_t session, Mux__Event *e,
-    uint64_t ingest_ns)
+/* Builds the Delivery for e around ref; returns its encoded size. */
+static size_t
+ingest_prepare(struct ingest *ing, struct vm *vm, uint64_t session, Mux__Event *e,
+    uint64_t ingest_ns, Mux__Delivery *d, Mux__VmRef *ref)
 {
-	Mux__Delivery d = MUX__DELIVERY__INIT;
-	Mux__VmRef ref = MUX__VM_REF__INIT;
-	struct ring_meta meta;
-	size_t n;
+	/* The producer owns head_seq: this is the seq the push will assign. */
+	d->seq = atomic_load_explicit(&ing->mux->ring.head_seq, memory_order_relaxed);
+	ref->cid = vm->cid;
+	ref->vm_uuid = vm->uuid;
+	ref->vm_name = vm->name;
+	d->vm = ref;
+	d->agent_session = session;
+	d->event = e;
+	d->ingest_time_ns = ingest_ns;
+	return protobuf_c_message_get_packed_size(&d->base);
+}
 
-	/* The producer owns head_seq: this is the seq the push assigns. */
-	d.seq = atomic_load_explicit(&ing->mux->ring.head_seq, memory_order_relaxed);
-	ref.cid = vm->cid;
-	ref.vm_uuid = vm->uuid;
-	ref.vm_name = vm->name;
-	d.vm = &ref;
-	d.agent_session = session;
-	d.event = e;
-	d.ingest_time_ns = ingest_ns;
-	n = protobuf_c_message_get_packed_size(&d.base);
+/* Encodes and appends; returns the seq, 0 when it could not. */
+static uint64_t
+ingest_commit(struct ingest *ing, struct vm *vm, Mux__Event *e, Mux__Delivery *d,
+    size_t n)
+{
+	struct ring_meta meta;
+
 	if (n > ing->mux->ring.max_len) {
 		/* Cannot happen: frames are capped below max_len. */
 		log_error("cid=%u: delivery of %zu bytes exceeds the ring's record "
 		    "limit; not ingested", vm->cid, n);
 		return 0;
 	}
-	protobuf_c_message_pack(&d.base, ing->scratch);
+	protobuf_c_message_pack(&d->base, ing->scratch);
 	memset(&meta, 0, sizeof(meta));
 	meta.cid = vm->cid;
 	meta.cls = (uint8_t)wire_event_class(e);
@@ -133,14 +139,185 @@ ingest_push(struct ingest *ing, struct vm *vm, uint64_t session, Mux__Event *e,
 	ring_push_sp(&ing->mux->ring, &meta, ing->scratch, (uint32_t)n);
 	METRIC_INC(metrics.received[meta.cls]);
 	ing->pushed = 1;
-	return d.seq;
+	return d->seq;
 }
 
-/* 0 when the event took a seq. */
-int
-ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e, uint64_t ingest_ns)
+static uint64_t
+ingest_push(struct ingest *ing, struct vm *vm, uint64_t session, Mux__Event *e,
+    uint64_t ingest_ns)
 {
-	return ingest_push(ing, a->vm, a->session_id, e, ingest_ns) != 0 ? 0 : -1;
+	Mux__Delivery d = MUX__DELIVERY__INIT;
+	Mux__VmRef ref = MUX__VM_REF__INIT;
+
+	return ingest_commit(ing, vm, e, &d,
+	    ingest_prepare(ing, vm, session, e, ingest_ns, &d, &ref));
+}
+
+/* Per-VM token buckets (events and bytes), one second of burst each. */
+static int
+ingest_bucket_take(struct ingest *ing, struct vm *vm, size_t bytes, uint64_t now)
+{
+	const struct config *c = ing->conf;
+	double ev_rate = c->agent_max_events_per_sec;
+	double b_rate = (double)c->agent_max_bytes_per_sec;
+	double dt;
+
+	if (vm->bucket_ns == 0) {
+		vm->ev_tokens = ev_rate;
+		vm->byte_tokens = b_rate;
+	} else if (now > vm->bucket_ns) {
+		dt = (double)(now - vm->bucket_ns) / 1e9;
+		vm->ev_tokens += dt * ev_rate;
+		if (vm->ev_tokens > ev_rate)
+			vm->ev_tokens = ev_rate;
+		vm->byte_tokens += dt * b_rate;
+		if (vm->byte_tokens > b_rate)
+			vm->byte_tokens = b_rate;
+	}
+	vm->bucket_ns = now;
+	if (vm->ev_tokens < 1.0 || vm->byte_tokens < (double)bytes)
+		return 0;
+	vm->ev_tokens -= 1.0;
+	vm->byte_tokens -= (double)bytes;
+	return 1;
+}
+
+/* EVENTS_DROPPED for vm, with what it shed since the last notice. */
+static void
+ingest_drop_notice(struct ingest *ing, struct vm *vm, uint64_t now)
+{
+	char detail[160];
+
+	snprintf(detail, sizeof(detail), "dropped %llu events (rate %llu, "
+	    "pending %llu) in %.1f s",
+	    (unsigned long long)(vm->drop_rate + vm->drop_pending),
+	    (unsigned long long)vm->drop_rate, (unsigned long long)vm->drop_pending,
+	    vm->drop_notice_ns == 0 ? 1.0 :
+	    (double)(now - vm->drop_notice_ns) / 1e9);
+	vm->drop_rate = vm->drop_pending = 0;
+	vm->drop_notice_ns = now;
+	ingest_vm_event(ing, vm, MUX__VM_EVENT__OP__EVENTS_DROPPED, detail);
+}
+
+/* Per-VM limit exceeded: shed before a seq is taken (protocol section 6). */
+static void
+ingest_shed(struct ingest *ing, struct agent *a, Mux__Event *e,
+    enum drop_reason why, uint64_t ingest_ns, uint64_t now)
+{
+	struct vm *vm = a->vm;
+
+	METRIC_INC(metrics.dropped[why]);
+	if (why == DROP_RATE)
+		vm->drop_rate++;
+	else
+		vm->drop_pending++;
+	if (e->reply_expected)
+		agent_verdict(a, e->event_id, ing->default_action, "", "flood", 0,
+		    ingest_ns, VSRC_DEFAULT);
+	if (!vm->dropping) {
+		vm->dropping = 1;
+		LIST_INSERT_HEAD(&ing->dropping, vm, dentry);
+		snap_alarm(&ing->mux->snap, "flood: cid=%u is shedding events (%s "
+		    "limit)", vm->cid, why == DROP_RATE ? "rate" : "pending verdicts");
+	}
+	if (now - vm->drop_log_ns >= DROP_LOG_NS) {
+		log_warnx("agent cid=%u: over its %s limit (%u events/s, %u pending "
+		    "verdicts): shedding, counted in mux_events_dropped_total",
+		    vm->cid, why == DROP_RATE ? "rate" : "pending-verdict",
+		    ing->conf->agent_max_events_per_sec,
+		    ing->conf->agent_max_pending_verdicts);
+		vm->drop_log_ns = now;
+	}
+	if (now - vm->drop_notice_ns >= DROP_NOTICE_NS)
+		ingest_drop_notice(ing, vm, now);
+}
+
+static int
+ingest_cid_match(const struct ingest_decider *d, uint32_t cid)
+{
+	size_t lo = 0, hi = d->ncids, mid;
+
+	if (d->cids == NULL)
+		return 1;
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if (d->cids[mid] == cid)
+			return 1;
+		if (d->cids[mid] < cid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* The deciders for an event: up, verdicts = true, subscribed to it. */
+uint64_t
+ingest_deciders_for(struct ingest *ing, uint32_t cid, int cls)
+{
+	uint64_t need = 0, m = ing->decider_mask;
+	int slot;
+
+	while (m != 0) {
+		slot = __builtin_ctzll(m);
+		m &= m - 1;
+		if ((ing->deciders[slot].classes & (1u << cls)) != 0 &&
+		    ingest_cid_match(&ing->deciders[slot], cid))
+			need |= 1ull << slot;
+	}
+	return need;
+}
+
+int
+ingest_vm_protected(struct ingest *ing, uint32_t cid)
+{
+	uint64_t m = ing->decider_mask;
+	int slot;
+
+	while (m != 0) {
+		slot = __builtin_ctzll(m);
+		m &= m - 1;
+		if (ingest_cid_match(&ing->deciders[slot], cid))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * One agent event: limits, then a seq, then its verdict obligation.
+ * 0 when it took a seq or was shed; -1 when the connection closed.
+ */
+int
+ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e, uint64_t ingest_ns,
+    uint64_t now)
+{
+	Mux__Delivery d = MUX__DELIVERY__INIT;
+	Mux__VmRef ref = MUX__VM_REF__INIT;
+	struct vm *vm = a->vm;
+	uint64_t seq, need;
+	size_t n;
+
+	n = ingest_prepare(ing, vm, a->session_id, e, ingest_ns, &d, &ref);
+	if (!ingest_bucket_take(ing, vm, n, now)) {
+		ingest_shed(ing, a, e, DROP_RATE, ingest_ns, now);
+		return a->state == AGENT_DEAD ? -1 : 0;
+	}
+	if (e->reply_expected && vm->pending >= ing->conf->agent_max_pending_verdicts) {
+		ingest_shed(ing, a, e, DROP_PENDING, ingest_ns, now);
+		return a->state == AGENT_DEAD ? -1 : 0;
+	}
+	if ((seq = ingest_commit(ing, vm, e, &d, n)) == 0)
+		return 0;
+	if (!e->reply_expected)
+		return 0;
+	need = ingest_deciders_for(ing, vm->cid, (int)wire_event_class(e));
+	if (need == 0 || verdict_add(ing->vt, seq, e->event_id, &a->vo, need,
+	    ingest_ns, now) == -1)
+		agent_verdict(a, e->event_id, ing->default_action, "", "no-solution",
+		    0, ingest_ns, VSRC_DEFAULT);
+	else
+		ingest_arm_vt_timer(ing);
+	return a->state == AGENT_DEAD ? -1 : 0;
 }
 
 /* Events the MUX makes itself: event_id 0, the host's clock, session 0. */
@@ -159,6 +336,140 @@ ingest_vm_event(struct ingest *ing, struct vm *vm, Mux__VmEvent__Op op,
 	e.body_case = MUX__EVENT__BODY_VM;
 	e.vm = &v;
 	ingest_push(ing, vm, 0, &e, now);
+}
+
+struct agent *
+ingest_session(struct ingest *ing, uint64_t session)
+{
+	struct agent *a;
+
+	LIST_FOREACH(a, &ing->sessions[session % SESSION_HASH_SIZE], sentry)
+		if (a->session_id == session)
+			return a;
+	return NULL;
+}
+
+/* The verdict table decided: send it to the connection the event came from. */
+static void
+ingest_emit(void *arg, struct verdict_owner *o, uint64_t event_id, int action,
+    int slot, const char *reason, int timed_out, uint64_t ingest_ns)
+{
+	struct ingest *ing = arg;
+	struct agent *a = (struct agent *)((char *)o - offsetof(struct agent, vo));
+
+	if (timed_out)
+		METRIC_INC(metrics.verdict_timeouts);
+	agent_verdict(a, event_id, action,
+	    slot >= 0 ? ing->deciders[slot].service_id : "", reason, timed_out,
+	    ingest_ns, slot >= 0 ? VSRC_SVM : VSRC_DEFAULT);
+}
+
+static void
+ingest_vt_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ingest *ing = arg;
+
+	(void)fd;
+	(void)ev;
+	verdict_expire(ing->vt, mono_ns());
+	ingest_arm_vt_timer(ing);
+}
+
+void
+ingest_arm_vt_timer(struct ingest *ing)
+{
+	uint64_t next = verdict_next_deadline(ing->vt), now, d;
+	struct timeval tv;
+
+	if (next == 0 || evtimer_pending(ing->vt_timer, NULL))
+		return;
+	now = mono_ns();
+	d = next > now ? next - now : 0;
+	/* Rounded up: a verdict is never given by default before its time. */
+	tv.tv_sec = (time_t)(d / 1000000000u);
+	tv.tv_usec = (suseconds_t)((d % 1000000000u + 999) / 1000);
+	evtimer_add(ing->vt_timer, &tv);
+}
+
+/* 1 s: EVENTS_DROPPED for VMs that shed since their last notice. */
+static void
+ingest_tick_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ingest *ing = arg;
+	uint64_t now = mono_ns();
+	struct vm *vm, *next;
+
+	(void)fd;
+	(void)ev;
+	for (vm = LIST_FIRST(&ing->dropping); vm != NULL; vm = next) {
+		next = LIST_NEXT(vm, dentry);
+		if (vm->drop_rate + vm->drop_pending > 0) {
+			if (now - vm->drop_notice_ns >= DROP_NOTICE_NS)
+				ingest_drop_notice(ing, vm, now);
+		} else if (now - vm->drop_notice_ns >= DROP_NOTICE_NS) {
+			/* A quiet second: the episode is over. */
+			vm->dropping = 0;
+			LIST_REMOVE(vm, dentry);
+		}
+	}
+	ingest_flush_wake(ing);
+}
+
+static void
+ingest_decider(struct ingest *ing, const struct decider_msg *dm)
+{
+	struct ingest_decider *d;
+	uint64_t bit;
+
+	if (dm->slot < 0 || dm->slot >= VERDICT_SLOTS)
+		return;
+	d = &ing->deciders[dm->slot];
+	bit = 1ull << dm->slot;
+	if (!dm->up) {
+		if (d->gen != dm->gen)
+			return;
+		d->up = 0;
+		ing->decider_mask &= ~bit;
+		/* Pending events it was to decide no longer wait for it. */
+		verdict_lose_slot(ing->vt, dm->slot);
+		ingest_arm_vt_timer(ing);
+		return;
+	}
+	free(d->cids);
+	d->cids = NULL;
+	d->ncids = dm->ncids;
+	if (dm->ncids > 0) {
+		if ((d->cids = calloc(dm->ncids, sizeof(*d->cids))) == NULL)
+			fatal("decider");
+		memcpy(d->cids, dm->cids, dm->ncids * sizeof(*d->cids));
+	}
+	d->up = 1;
+	d->gen = dm->gen;
+	d->verdicts = dm->verdicts;
+	d->classes = dm->classes;
+	memcpy(d->service_id, dm->service_id, sizeof(d->service_id));
+	if (dm->verdicts)
+		ing->decider_mask |= bit;
+	else
+		ing->decider_mask &= ~bit;
+}
+
+static void
+ingest_verdicts(struct ingest *ing, const struct verdicts_msg *vm)
+{
+	const struct ingest_decider *d;
+	size_t i;
+
+	if (vm->slot < 0 || vm->slot >= VERDICT_SLOTS)
+		return;
+	d = &ing->deciders[vm->slot];
+	for (i = 0; i < vm->n; i++) {
+		if (!d->up || d->gen != vm->gen ||
+		    verdict_answer(ing->vt, vm->items[i].seq, vm->slot,
+		    vm->items[i].action, vm->items[i].reason) == VERDICT_IGNORED)
+			METRIC_INC(metrics.svm_verdicts_ignored);
+	}
+	ingest_arm_vt_timer(ing);
 }
 
 void
@@ -193,6 +504,8 @@ ingest_publish(struct ingest *ing)
 		s->session = a->session_id;
 		s->cid = a->cid;
 		s->welcomed = a->state == AGENT_ACTIVE;
+		s->protected = ingest_vm_protected(ing, a->cid);
+		s->pending = a->vo.count;
 		s->events = a->events;
 		s->verdicts = a->verdicts;
 		s->connected_ns = a->connected_ns;
@@ -273,12 +586,22 @@ ingest_mbox_cb(void *arg)
 					agent_send_raw(a, ing->solutions,
 					    ing->solutions_len);
 			break;
+		case MBOX_DECIDER:
+			ingest_decider(ing, (const struct decider_msg *)m->data);
+			break;
+		case MBOX_VERDICTS:
+			ingest_verdicts(ing, (const struct verdicts_msg *)m->data);
+			break;
+		case MBOX_SVM_REQUEST:
+			relay_request(ing, (const struct svm_request *)m->data);
+			break;
 		default:
 			log_error("ingest: unexpected mailbox message %d", m->type);
 			break;
 		}
 		free(m);
 	}
+	ingest_flush_wake(ing);
 }
 
 struct event_base *
@@ -305,6 +628,10 @@ ingest_new(struct mux *mux, char *err, size_t errlen)
 	TAILQ_INIT(&ing->dead);
 	for (i = 0; i < VM_HASH_SIZE; i++)
 		LIST_INIT(&ing->vms[i]);
+	for (i = 0; i < SESSION_HASH_SIZE; i++)
+		LIST_INIT(&ing->sessions[i]);
+	LIST_INIT(&ing->dropping);
+	ing->default_action = conf->fail_closed ? MUX__ACTION__DENY : MUX__ACTION__ALLOW;
 	frame_arena_init(&ing->arena);
 	ing->scratch_len = mux->ring.max_len;
 	ing->out_len = (size_t)conf->agent_max_frame + FRAME_HDR_LEN + DELIVERY_OVERHEAD;
@@ -323,6 +650,16 @@ ingest_new(struct mux *mux, char *err, size_t errlen)
 	if (ing->reaper == NULL || ing->snap_timer == NULL)
 		fatalx("ingest: events");
 	evtimer_add(ing->snap_timer, &tv);
+	ing->vt = verdict_table_new((uint64_t)conf->verdict_timeout_ms * 1000000u,
+	    ing->default_action, ingest_emit, ing);
+	ing->vt_timer = evtimer_new(ing->base, ingest_vt_timer_cb, ing);
+	ing->tick = event_new(ing->base, -1, EV_PERSIST, ingest_tick_cb, ing);
+	if (ing->vt == NULL || ing->vt_timer == NULL || ing->tick == NULL)
+		fatalx("ingest: verdicts");
+	tv.tv_sec = 1;
+	tv.tv_usec = 0;
+	evtimer_add(ing->tick, &tv);
+	relay_init(ing);
 
 	if (conf->transport == CONFIG_TRANSPORT_UNIX)
 		snprintf(spec, sizeof(spec), "unix:%s", conf->agent_path);
@@ -374,6 +711,9 @@ ingest_free(struct ingest *ing)
 	struct vm *vm;
 	size_t i;
 
+	/* Before the agents: both point into them. */
+	relay_free(ing);
+	verdict_table_free(ing->vt);
 	while ((a = TAILQ_FIRST(&ing->agents)) != NULL) {
 		TAILQ_REMOVE(&ing->agents, a, entry);
 		agent_free(a);
@@ -389,6 +729,12 @@ ingest_free(struct ingest *ing)
 		}
 	if (ing->listener != NULL)
 		vmci_listener_free(ing->listener);
+	for (i = 0; i < VERDICT_SLOTS; i++)
+		free(ing->deciders[i].cids);
+	if (ing->vt_timer != NULL)
+		event_free(ing->vt_timer);
+	if (ing->tick != NULL)
+		event_free(ing->tick);
 	mbox_free(&ing->mux->to_ingest);
 	if (ing->reaper != NULL)
 		event_free(ing->reaper);

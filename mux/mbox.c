@@ -40,8 +40,14 @@ wake_init(struct wake *w, struct event_base *base, void (*cb)(void *), void *arg
 	w->cb = cb;
 	w->arg = arg;
 	w->ev = event_new(base, w->fds[0], EV_READ | EV_PERSIST, wake_cb, w);
-	if (w->ev == NULL || event_add(w->ev, NULL) == -1)
+	if (w->ev == NULL || event_add(w->ev, NULL) == -1) {
+		if (w->ev != NULL)
+			event_free(w->ev);
+		close(w->fds[0]);
+		close(w->fds[1]);
+		memset(w, 0, sizeof(*w));
 		return -1;
+	}
 	return 0;
 }
 
@@ -60,9 +66,9 @@ wake_signal(struct wake *w)
 void
 wake_free(struct wake *w)
 {
-	if (w->ev != NULL)
+	/* ev exists only when the pipe does (wake_init). */
+	if (w->ev != NULL) {
 		event_free(w->ev);
-	if (w->fds[0] > 0) {
 		close(w->fds[0]);
 		close(w->fds[1]);
 	}

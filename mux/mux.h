@@ -93,6 +93,77 @@ enum mbox_type {
 	MBOX_SOLUTIONS,		/* fanout -> ingest: packed MuxToAgent frame */
 	MBOX_VM_MAP,		/* main -> ingest */
 	MBOX_VM_EVENT,		/* main -> ingest */
+	MBOX_DECIDER,		/* fanout -> ingest: struct decider_msg */
+	MBOX_VERDICTS,		/* fanout -> ingest: struct verdicts_msg */
+	MBOX_SVM_REQUEST,	/* fanout -> ingest: struct svm_request */
+	MBOX_SVM_ANSWER,	/* ingest -> fanout: struct svm_answer */
+};
+
+/*
+ * The return path. Every message from one SVM session carries its slot
+ * (fixed per [svm] entry, < VERDICT_SLOTS) and gen (bumped at each
+ * registration), so that nothing from an old connection is taken for the
+ * new one. All fan-out -> ingest messages go through one FIFO mailbox, so
+ * a decider's verdicts always arrive before the news of its loss.
+ */
+#define REASON_LEN	128
+
+struct decider_msg {
+	int		 slot;
+	uint32_t	 gen;
+	int		 up;		/* registered (1) or lost (0) */
+	int		 verdicts;
+	wire_class_mask	 classes;
+	char		 service_id[CONFIG_STR_MAX];
+	size_t		 ncids;		/* 0: all VMs */
+	uint32_t	 cids[];	/* sorted */
+};
+
+struct verdict_item {
+	uint64_t	 seq;
+	int		 action;
+	char		 reason[REASON_LEN];
+};
+
+struct verdicts_msg {
+	int		 slot;
+	uint32_t	 gen;
+	size_t		 n;
+	struct verdict_item items[];
+};
+
+enum svm_req_kind {
+	SVM_REQ_READ = 1,
+	SVM_REQ_REMEDIATE,
+};
+
+struct svm_request {
+	int		 slot;
+	uint32_t	 gen;
+	enum svm_req_kind kind;
+	uint64_t	 svm_request_id;
+	uint64_t	 seq;
+	uint64_t	 session;	/* agent connection the event came from */
+	uint32_t	 cid;
+	uint64_t	 event_id;
+	uint64_t	 file_id;
+	uint64_t	 offset;
+	uint32_t	 length;
+	int		 remediation;	/* Mux__RemediationKind */
+};
+
+struct svm_answer {
+	int		 slot;
+	uint32_t	 gen;
+	enum svm_req_kind kind;
+	uint64_t	 svm_request_id;
+	uint64_t	 offset;
+	int		 eof;
+	int32_t		 error;		/* FileData.error */
+	int		 ok;		/* ActionResult.ok */
+	char		 message[REASON_LEN];
+	size_t		 len;
+	uint8_t		 data[];
 };
 
 struct mbox_msg {
@@ -188,7 +259,11 @@ struct metrics {
 	_Atomic uint64_t agent_sessions_total;
 	_Atomic uint64_t svm_verdicts_ignored;
 	_Atomic uint64_t svm_rejects;
-	_Atomic uint64_t svm_requests_refused;
+	_Atomic uint64_t svm_requests_refused;	/* answered at once with an error */
+	_Atomic uint64_t svm_requests;		/* relayed to an agent */
+	_Atomic uint64_t svm_answers_dropped;	/* the asking session had gone */
+	_Atomic uint64_t agent_answers_ignored;	/* unknown or late request id */
+	_Atomic uint64_t verdicts_orphaned;	/* decided for a closed connection */
 	_Atomic uint64_t solution_generation;
 };
 
@@ -220,6 +295,8 @@ struct snap_agent {
 	char		agent_version[64];
 	char		os[32];
 	int		welcomed;
+	int		protected;	/* an up decider covers its VM */
+	uint32_t	pending;	/* verdicts it waits for */
 	uint64_t	events;
 	uint64_t	verdicts;
 	uint64_t	connected_ns;	/* CLOCK_REALTIME */
@@ -293,7 +370,7 @@ struct mux {
 	struct event_base *main_base;
 	struct ingest	*ingest;
 	struct fanout	*fanout;
-	char		 config_error[CONFIG_ERR_MAX];	/* last-good fallback */
+	char		 config_error[CONFIG_ERR_MAX + 256]; /* last-good fallback */
 	/* 1 s samples for rates (main thread only). */
 	uint64_t	 rate_in, rate_out;
 	uint64_t	 last_in, last_out, last_sample;

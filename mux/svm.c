@@ -29,6 +29,8 @@ static void	svm_event_cb(struct bufferevent *, short, void *);
 static void	svm_timer_cb(evutil_socket_t, short, void *);
 static void	svm_linger_cb(evutil_socket_t, short, void *);
 static void	svm_disconnect(struct svm *, const char *why);
+static void	svm_post_decider(struct svm *, int);
+static void	svm_flush_verdicts(struct svm *);
 
 static void
 svm_timer_ms(struct svm *s, uint32_t ms)
@@ -96,6 +98,7 @@ svm_new(struct fanout *fo, const struct config_svm *c)
 void
 svm_free(struct svm *s)
 {
+	free(s->vbatch);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	event_free(s->timer);
@@ -146,6 +149,11 @@ svm_disconnect(struct svm *s, const char *why)
 		log_debug("%s: %s", s->peer, why);
 	if (why != s->last_error)
 		snprintf(s->last_error, sizeof(s->last_error), "%s", why);
+	if (s->state == SVM_LIVE) {
+		/* Verdicts read so far go first, then the news of the loss. */
+		svm_flush_verdicts(s);
+		svm_post_decider(s, 0);
+	}
 	if (s->bev != NULL) {
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
@@ -278,6 +286,184 @@ cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Tells the ingest thread this session is (or no longer is) a decider. */
+static void
+svm_post_decider(struct svm *s, int up)
+{
+	struct mbox_msg *m;
+	struct decider_msg *d;
+	size_t n = up ? s->ncids : 0;
+
+	m = mbox_msg_new(MBOX_DECIDER, sizeof(*d) + n * sizeof(uint32_t));
+	d = (struct decider_msg *)m->data;
+	d->slot = s->slot;
+	d->gen = s->gen;
+	d->up = up;
+	d->verdicts = s->verdicts;
+	d->classes = s->classes;
+	snprintf(d->service_id, sizeof(d->service_id), "%s", s->conf.service_id);
+	d->ncids = n;
+	if (n > 0)
+		memcpy(d->cids, s->cids, n * sizeof(uint32_t));
+	mbox_post(&s->fo->mux->to_ingest, m);
+}
+
+static void
+svm_flush_verdicts(struct svm *s)
+{
+	if (s->vbatch == NULL)
+		return;
+	mbox_post(&s->fo->mux->to_ingest, s->vbatch);
+	s->vbatch = NULL;
+}
+
+static void
+svm_verdict(struct svm *s, const Mux__SvmVerdict *v)
+{
+	struct verdicts_msg *vm;
+	struct verdict_item *it;
+
+	if (!s->verdicts) {
+		/* Not registered to decide: ignored and counted (section 8). */
+		METRIC_INC(metrics.svm_verdicts_ignored);
+		return;
+	}
+	if (s->vbatch == NULL) {
+		s->vbatch = mbox_msg_new(MBOX_VERDICTS, sizeof(*vm) +
+		    SVM_VERDICT_BATCH * sizeof(*it));
+		vm = (struct verdicts_msg *)s->vbatch->data;
+		vm->slot = s->slot;
+		vm->gen = s->gen;
+	}
+	vm = (struct verdicts_msg *)s->vbatch->data;
+	it = &vm->items[vm->n++];
+	it->seq = v->seq;
+	it->action = (int)v->action;
+	snprintf(it->reason, sizeof(it->reason), "%s", v->reason);
+	if (vm->n == SVM_VERDICT_BATCH)
+		svm_flush_verdicts(s);
+}
+
+static void
+svm_request_error(struct svm *s, enum svm_req_kind kind, uint64_t request_id,
+    uint64_t offset, int error, const char *message)
+{
+	Mux__MuxToSvm m = MUX__MUX_TO_SVM__INIT;
+	Mux__FileData fd = MUX__FILE_DATA__INIT;
+	Mux__ActionResult ar = MUX__ACTION_RESULT__INIT;
+
+	METRIC_INC(metrics.svm_requests_refused);
+	if (kind == SVM_REQ_READ) {
+		fd.request_id = request_id;
+		fd.offset = offset;
+		fd.error = error;
+		fd.eof = 1;
+		m.msg_case = MUX__MUX_TO_SVM__MSG_FILE_DATA;
+		m.file_data = &fd;
+	} else {
+		ar.request_id = request_id;
+		ar.ok = 0;
+		ar.message = (char *)message;
+		m.msg_case = MUX__MUX_TO_SVM__MSG_ACTION_RESULT;
+		m.action_result = &ar;
+	}
+	log_debug("%s: request %llu refused: %s", s->peer,
+	    (unsigned long long)request_id, message);
+	svm_send(s, &m.base);
+}
+
+/*
+ * SvmReadFile / SvmRemediate (protocol 4.8): checked here against the
+ * ring, then relayed by the ingest thread to the agent connection that
+ * sent the event.
+ */
+static void
+svm_request(struct svm *s, enum svm_req_kind kind, uint64_t request_id,
+    uint64_t seq, uint64_t offset, uint32_t length, int remediation)
+{
+	struct fanout *fo = s->fo;
+	enum frame_decode_result res;
+	struct svm_request *rq;
+	struct ring_meta meta;
+	Mux__Delivery *d;
+	struct mbox_msg *m;
+
+	if (kind == SVM_REQ_READ && (length == 0 || length > WIRE_READ_MAX)) {
+		svm_request_error(s, kind, request_id, offset, EINVAL,
+		    "length must be 1..32768");
+		return;
+	}
+	if (s->requests_out >= SVM_REQUESTS_MAX) {
+		svm_request_error(s, kind, request_id, offset, EAGAIN,
+		    "too many requests in flight");
+		return;
+	}
+	if (ring_read_mc(&fo->mux->ring, seq, &meta, fo->rbuf) != RING_OK) {
+		svm_request_error(s, kind, request_id, offset, ENOENT,
+		    "seq not held");
+		return;
+	}
+	d = (Mux__Delivery *)frame_decode(&mux__delivery__descriptor, fo->rbuf,
+	    meta.len, &fo->arena2, &res);
+	if (d == NULL || d->event == NULL || d->vm == NULL ||
+	    d->event->body_case != MUX__EVENT__BODY_FILE || d->agent_session == 0) {
+		svm_request_error(s, kind, request_id, offset, EINVAL,
+		    "not a file event");
+		frame_arena_reset(&fo->arena2);
+		return;
+	}
+	m = mbox_msg_new(MBOX_SVM_REQUEST, sizeof(*rq));
+	rq = (struct svm_request *)m->data;
+	rq->slot = s->slot;
+	rq->gen = s->gen;
+	rq->kind = kind;
+	rq->svm_request_id = request_id;
+	rq->seq = seq;
+	rq->session = d->agent_session;
+	rq->cid = d->vm->cid;
+	rq->event_id = d->event->event_id;
+	rq->file_id = d->event->file->file_id;
+	rq->offset = offset;
+	rq->length = length;
+	rq->remediation = remediation;
+	frame_arena_reset(&fo->arena2);
+	s->requests_out++;
+	mbox_post(&fo->mux->to_ingest, m);
+}
+
+/* An answer from the ingest thread: to this session if it still is one. */
+void
+svm_answer(struct svm *s, const struct svm_answer *a)
+{
+	Mux__MuxToSvm m = MUX__MUX_TO_SVM__INIT;
+	Mux__FileData fd = MUX__FILE_DATA__INIT;
+	Mux__ActionResult ar = MUX__ACTION_RESULT__INIT;
+
+	if (s->state != SVM_LIVE || s->gen != a->gen) {
+		METRIC_INC(metrics.svm_answers_dropped);
+		return;
+	}
+	if (s->requests_out > 0)
+		s->requests_out--;
+	if (a->kind == SVM_REQ_READ) {
+		fd.request_id = a->svm_request_id;
+		fd.offset = a->offset;
+		fd.data.data = (uint8_t *)a->data;
+		fd.data.len = a->len;
+		fd.eof = a->eof;
+		fd.error = a->error;
+		m.msg_case = MUX__MUX_TO_SVM__MSG_FILE_DATA;
+		m.file_data = &fd;
+	} else {
+		ar.request_id = a->svm_request_id;
+		ar.ok = a->ok;
+		ar.message = (char *)a->message;
+		m.msg_case = MUX__MUX_TO_SVM__MSG_ACTION_RESULT;
+		m.action_result = &ar;
+	}
+	svm_send(s, &m.base);
+}
+
 static void
 svm_register(struct svm *s, const Mux__Register *r)
 {
@@ -359,6 +545,9 @@ svm_register(struct svm *s, const Mux__Register *r)
 	s->acked = s->cursor - 1;
 	s->backoff_ms = BACKOFF_FIRST_MS;
 	s->connects++;
+	s->gen++;
+	s->requests_out = 0;
+	svm_post_decider(s, 1);
 	s->last_error[0] = '\0';
 	svm_set_state(s, SVM_LIVE);
 	LIST_FOREACH(v, &fo->vms, entry)
@@ -388,31 +577,6 @@ svm_ack(struct svm *s, uint64_t seq)
 		s->if_count--;
 	}
 	svm_pump(s);
-}
-
-/* Requests on the return path arrive in issue 5; refuse them cleanly now. */
-static void
-svm_refuse_request(struct svm *s, const Mux__SvmToMux *msg)
-{
-	Mux__MuxToSvm m = MUX__MUX_TO_SVM__INIT;
-	Mux__FileData fd = MUX__FILE_DATA__INIT;
-	Mux__ActionResult ar = MUX__ACTION_RESULT__INIT;
-
-	METRIC_INC(metrics.svm_requests_refused);
-	if (msg->msg_case == MUX__SVM_TO_MUX__MSG_READ_FILE) {
-		fd.request_id = msg->read_file->request_id;
-		fd.error = ENOSYS;
-		fd.eof = 1;
-		m.msg_case = MUX__MUX_TO_SVM__MSG_FILE_DATA;
-		m.file_data = &fd;
-	} else {
-		ar.request_id = msg->remediate->request_id;
-		ar.ok = 0;
-		ar.message = (char *)"remediation not supported by this muxd";
-		m.msg_case = MUX__MUX_TO_SVM__MSG_ACTION_RESULT;
-		m.action_result = &ar;
-	}
-	svm_send(s, &m.base);
 }
 
 static int
@@ -448,11 +612,12 @@ svm_dispatch(struct svm *s, const Mux__SvmToMux *msg)
 			svm_protocol_error(s, PERR_BAD_ENUM, "verdict action");
 			return -1;
 		}
-		/* Every event already had its default verdict (issue 5). */
-		METRIC_INC(metrics.svm_verdicts_ignored);
+		svm_verdict(s, msg->verdict);
 		break;
 	case MUX__SVM_TO_MUX__MSG_READ_FILE:
-		svm_refuse_request(s, msg);
+		svm_request(s, SVM_REQ_READ, msg->read_file->request_id,
+		    msg->read_file->seq, msg->read_file->offset,
+		    msg->read_file->length, 0);
 		break;
 	case MUX__SVM_TO_MUX__MSG_REMEDIATE:
 		if (msg->remediate->kind < MUX__REMEDIATION_KIND__DELETE ||
@@ -460,7 +625,8 @@ svm_dispatch(struct svm *s, const Mux__SvmToMux *msg)
 			svm_protocol_error(s, PERR_BAD_ENUM, "remediation kind");
 			return -1;
 		}
-		svm_refuse_request(s, msg);
+		svm_request(s, SVM_REQ_REMEDIATE, msg->remediate->request_id,
+		    msg->remediate->seq, 0, 0, (int)msg->remediate->kind);
 		break;
 	default:
 		svm_protocol_error(s, PERR_UNEXPECTED, NULL);
@@ -502,6 +668,8 @@ svm_read_cb(struct bufferevent *bev, void *arg)
 		if (s->bev == bev)
 			frame_ev_consume(in, len);
 	}
+	/* One message to the ingest thread per read, not per verdict. */
+	svm_flush_verdicts(s);
 	frame_arena_reset(&s->fo->arena);
 }
 
