@@ -57,8 +57,10 @@ copy_snap(struct mux *mux, struct snap_agent **ag, size_t *nag,
 	*sv = calloc(*nsv + 1, sizeof(**sv));
 	if (*ag == NULL || *sv == NULL)
 		fatal("control");
-	memcpy(*ag, s->agents, *nag * sizeof(**ag));
-	memcpy(*sv, s->svms, *nsv * sizeof(**sv));
+	if (*nag > 0)
+		memcpy(*ag, s->agents, *nag * sizeof(**ag));
+	if (*nsv > 0)
+		memcpy(*sv, s->svms, *nsv * sizeof(**sv));
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -127,18 +129,69 @@ sum_perr(enum mux_link l)
 	return n;
 }
 
+#define STATUS_VMS_MAX	32	/* VM lines in `status`; `agents` has all */
+
+struct vm_row {
+	uint32_t	 cid;
+	const char	*name;
+	const char	*uuid;
+	uint32_t	 conns;
+	uint32_t	 pending;
+	int		 protected;
+};
+
+static int
+vm_row_cmp(const void *a, const void *b)
+{
+	const struct vm_row *x = a, *y = b;
+
+	return x->cid < y->cid ? -1 : x->cid > y->cid;
+}
+
+/* Agents grouped by VM (welcomed connections only). */
+static size_t
+vm_rows(const struct snap_agent *ag, size_t nag, struct vm_row *rows)
+{
+	size_t n = 0, i, j;
+
+	for (i = 0; i < nag; i++) {
+		if (!ag[i].welcomed)
+			continue;
+		for (j = 0; j < n && rows[j].cid != ag[i].cid; j++)
+			;
+		if (j == n) {
+			memset(&rows[n], 0, sizeof(rows[n]));
+			rows[n].cid = ag[i].cid;
+			rows[n].name = ag[i].vm_name;
+			rows[n].uuid = ag[i].vm_uuid;
+			n++;
+		}
+		rows[j].conns++;
+		rows[j].pending += ag[i].pending;
+		rows[j].protected |= ag[i].protected;
+	}
+	qsort(rows, n, sizeof(*rows), vm_row_cmp);
+	return n;
+}
+
 static void
 render_status(struct mux *mux, int json, struct evbuffer *b)
 {
 	struct snap_agent *ag;
 	struct snap_svm *sv;
-	size_t nag, nsv, i, up = 0, nal, welcomed = 0;
+	size_t nag, nsv, i, up = 0, nal, welcomed = 0, nvm, nprot = 0;
 	char alarms[ALARMS_MAX + 4][192], upt[32], cls[64];
+	struct vm_row *rows;
 	uint64_t ring_ev = ring_head_mc(&mux->ring) - ring_tail_mc(&mux->ring);
 	uint64_t ring_b = atomic_load_explicit(&mux->ring.used_bytes,
 	    memory_order_relaxed), gap_events = 0, lag_max = 0;
 
 	copy_snap(mux, &ag, &nag, &sv, &nsv);
+	if ((rows = calloc(nag + 1, sizeof(*rows))) == NULL)
+		fatal("control");
+	nvm = vm_rows(ag, nag, rows);
+	for (i = 0; i < nvm; i++)
+		nprot += rows[i].protected;
 	for (i = 0; i < nsv; i++) {
 		up += sv[i].state == SVM_LIVE;
 		gap_events += sv[i].gap_events;
@@ -178,8 +231,18 @@ render_status(struct mux *mux, int json, struct evbuffer *b)
 			    metrics_drop_name(i),
 			    (unsigned long long)METRIC_GET(metrics.dropped[i]));
 		evbuffer_add_printf(b, "},\"protocol_errors\":{\"agent\":%llu,"
-		    "\"svm\":%llu},\"alarms\":[", (unsigned long long)sum_perr(LINK_AGENT),
-		    (unsigned long long)sum_perr(LINK_SVM));
+		    "\"svm\":%llu},\"vms_protected\":%zu,\"vms\":[",
+		    (unsigned long long)sum_perr(LINK_AGENT),
+		    (unsigned long long)sum_perr(LINK_SVM), nprot);
+		for (i = 0; i < nvm; i++) {
+			evbuffer_add_printf(b, "%s{\"cid\":%u,\"vm_name\":", i ? "," : "",
+			    rows[i].cid);
+			json_str(b, rows[i].name);
+			evbuffer_add_printf(b, ",\"connections\":%u,\"pending_verdicts\":%u,"
+			    "\"protected\":%s}", rows[i].conns, rows[i].pending,
+			    rows[i].protected ? "true" : "false");
+		}
+		evbuffer_add_printf(b, "],\"alarms\":[");
 		for (i = 0; i < nal; i++) {
 			if (i)
 				evbuffer_add(b, ",", 1);
@@ -195,6 +258,16 @@ render_status(struct mux *mux, int json, struct evbuffer *b)
 	    mux->conf.from_last_good ? "  (LAST-GOOD COPY)" : "");
 	evbuffer_add_printf(b, "agents    %zu connected, %llu sessions since start\n",
 	    welcomed, (unsigned long long)METRIC_GET(metrics.agent_sessions_total));
+	evbuffer_add_printf(b, "vms       %zu connected, %zu protected (an up SVM "
+	    "gives their verdicts)\n", nvm, nprot);
+	for (i = 0; i < nvm && i < STATUS_VMS_MAX; i++)
+		evbuffer_add_printf(b, "  cid %-10u %-20s conns %-3u pending %-6u %s\n",
+		    rows[i].cid, rows[i].name[0] ? rows[i].name : "-", rows[i].conns,
+		    rows[i].pending, rows[i].protected ? "protected" :
+		    "UNPROTECTED (default verdicts)");
+	if (nvm > STATUS_VMS_MAX)
+		evbuffer_add_printf(b, "  ... and %zu more (muxctl agents)\n",
+		    nvm - STATUS_VMS_MAX);
 	evbuffer_add_printf(b, "svms      %zu/%zu up\n", up, nsv);
 	for (i = 0; i < nsv; i++) {
 		class_list(sv[i].classes, cls, sizeof(cls));
@@ -239,6 +312,7 @@ render_status(struct mux *mux, int json, struct evbuffer *b)
 	for (i = 0; i < nal; i++)
 		evbuffer_add_printf(b, "ALARM     %s\n", alarms[i]);
 out:
+	free(rows);
 	free(ag);
 	free(sv);
 }

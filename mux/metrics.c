@@ -214,6 +214,21 @@ metrics_render(struct mux *mux, struct evbuffer *b)
 	help(b, "mux_svm_verdicts_ignored_total", "counter", "SvmVerdicts ignored (decided, not a decider, not reply_expected).");
 	evbuffer_add_printf(b, "mux_svm_verdicts_ignored_total %llu\n",
 	    (unsigned long long)METRIC_GET(metrics.svm_verdicts_ignored));
+	help(b, "mux_svm_requests_total", "counter", "SVM file reads and remediations relayed to an agent.");
+	evbuffer_add_printf(b, "mux_svm_requests_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.svm_requests));
+	help(b, "mux_svm_requests_failed_total", "counter", "SVM requests answered with an error (ENOENT, EINVAL, ENOTCONN, ETIMEDOUT, EAGAIN).");
+	evbuffer_add_printf(b, "mux_svm_requests_failed_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.svm_requests_refused));
+	help(b, "mux_svm_answers_dropped_total", "counter", "Answers for an SVM session that had gone.");
+	evbuffer_add_printf(b, "mux_svm_answers_dropped_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.svm_answers_dropped));
+	help(b, "mux_agent_answers_ignored_total", "counter", "FileData/ActionResult for an unknown or expired request.");
+	evbuffer_add_printf(b, "mux_agent_answers_ignored_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.agent_answers_ignored));
+	help(b, "mux_verdicts_orphaned_total", "counter", "Pending verdicts dropped because their agent connection closed.");
+	evbuffer_add_printf(b, "mux_verdicts_orphaned_total %llu\n",
+	    (unsigned long long)METRIC_GET(metrics.verdicts_orphaned));
 	help(b, "mux_epoch_info", "gauge", "The daemon's epoch.");
 	evbuffer_add_printf(b, "mux_epoch_info{epoch=\"%llu\",version=\"%s\"} 1\n",
 	    (unsigned long long)mux->epoch, MUX_VERSION);

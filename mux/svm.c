@@ -9,6 +9,8 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +114,9 @@ svm_free(struct svm *s)
 static void
 svm_dial(struct svm *s)
 {
+	evutil_socket_t fd;
+	int one = 1;
+
 	s->bev = bufferevent_socket_new(s->fo->base, -1,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
@@ -128,6 +133,10 @@ svm_dial(struct svm *s)
 		svm_disconnect(s, "connect failed");
 		return;
 	}
+	/* Batches are already coalesced; Nagle would only add delay. */
+	fd = bufferevent_getfd(s->bev);
+	if (fd >= 0 && s->sa.ss_family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	svm_timer_ms(s, SVM_CONNECT_TIMEOUT_MS);
 }
 

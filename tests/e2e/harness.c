@@ -96,23 +96,56 @@ e2e_setup(void **state)
 	return 0;
 }
 
+/* A sanitizer report in any process's stderr fails the test. */
+static int
+e2e_sanitizer_reports(struct e2e *e)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "grep -lE 'runtime error:|ERROR: (Address|Leak)"
+	    "Sanitizer' '%s'/*.err >/dev/null 2>&1", e->dir);
+	if (system(cmd) != 0)
+		return 0;
+	snprintf(cmd, sizeof(cmd), "grep -B2 -A12 -E 'runtime error:|ERROR: "
+	    "(Address|Leak)Sanitizer' '%s'/*.err >&2", e->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "e2e: sanitizer report in %s\n", e->dir);
+	return 1;
+}
+
 int
 e2e_teardown(void **state)
 {
 	struct e2e *e = *state;
 	char cmd[400];
+	int bad = 0, st, i, alive = 0;
 
+	/* muxd must still be up, and stop cleanly (exit 0) on SIGTERM. */
+	for (i = 0; i < e->npids; i++)
+		alive |= e->muxd > 0 && e->pids[i] == e->muxd;
+	if (alive) {
+		kill(e->muxd, SIGTERM);
+		if (e2e_wait_exit(e->muxd, e2e_timeout_ms(e, 10000), &st) == -1) {
+			fprintf(stderr, "e2e: muxd did not stop on SIGTERM\n");
+			bad = 1;
+		} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "e2e: muxd ended with status 0x%x\n", st);
+			bad = 1;
+		}
+	}
 	e2e_kill_all();
 	e2e_current = NULL;
+	if (e2e_sanitizer_reports(e))
+		bad = 1;
 	/* Keep the folder of a failed test for reading; remove on success. */
-	if (getenv("MUX_E2E_KEEP") == NULL) {
+	if (getenv("MUX_E2E_KEEP") == NULL && !bad) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
 		if (system(cmd) != 0)
 			fprintf(stderr, "e2e: could not remove %s\n", e->dir);
 	} else
 		fprintf(stderr, "e2e: kept %s\n", e->dir);
 	free(e);
-	return 0;
+	return bad ? -1 : 0;
 }
 
 void

@@ -1020,6 +1020,9 @@ check_refused(size_t nevents, uint32_t want_len)
 	assert_int_equal(a.budget, frame_budget(len));
 	assert_true(a.used <= a.budget);
 	/* What the arena holds stays within a small multiple of the budget. */
+	print_message("hostile: %zu empty events in %u bytes: refused after "
+	    "%zu of %zu budget bytes, %zu bytes in %zu chunks\n", nevents, len,
+	    a.used, a.budget, arena_bytes(&a), arena_nchunks(&a));
 	assert_true(arena_bytes(&a) <= 2 * frame_budget(len));
 	frame_arena_reset(&a);
 	assert_int_equal(a.used, 0);

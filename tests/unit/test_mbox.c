@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -235,6 +236,15 @@ test_wake_rearms(void **state)
 	loop_free(&l);
 }
 
+static int
+pipe_bytes(const struct wake *w)
+{
+	int n = -1;
+
+	assert_int_equal(ioctl(w->fds[0], FIONREAD, &n), 0);
+	return n;
+}
+
 /* Signals from the loop's own thread, before the loop runs: one callback. */
 static void
 test_wake_coalesce_local(void **state)
@@ -256,9 +266,12 @@ test_wake_coalesce_local(void **state)
 	for (i = 0; i < LOCAL_SIGNALS; i++)
 		wake_signal(&c.w);
 	assert_int_equal(atomic_load(&c.w.armed), 0);
+	/* Only the first signal found it armed: one byte, one system call. */
+	assert_int_equal(pipe_bytes(&c.w), 1);
 	assert_int_equal(event_base_loop(l.base, EVLOOP_ONCE), 0);
 	assert_int_equal(c.calls, 1);
 	assert_int_equal(atomic_load(&c.w.armed), 1);	/* re-armed */
+	assert_int_equal(pipe_bytes(&c.w), 0);		/* drained */
 	assert_int_equal(event_base_loop(l.base, EVLOOP_NONBLOCK), 0);
 	assert_int_equal(c.calls, 1);
 

@@ -15,6 +15,7 @@
  * it is then only counted in `disconnects`.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -31,6 +32,25 @@ static const char *const agent_reject_names[] = {
 };
 
 static void	agent_dial(struct agent *);
+static void	agent_log(struct agent *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+/* One line naming the connection first, as muxd's logs do. */
+static void
+agent_log(struct agent *a, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (a->session_id != 0)
+		loadgen_log("agent cid=%u conn=%u session=%llu: %s", a->cid,
+		    a->conn, (unsigned long long)a->session_id, msg);
+	else
+		loadgen_log("agent cid=%u conn=%u: %s", a->cid, a->conn, msg);
+}
 
 static void
 agent_set_state(struct agent *a, enum agent_state st)
@@ -68,8 +88,7 @@ agent_close(struct agent *a, enum lg_err kind, const char *why)
 	if (kind != LG_ERR_COUNT) {
 		stats_error(kind);
 		a->had_error = 1;
-		loadgen_log("agent cid=%u conn=%u session=%llu: %s", a->cid, a->conn,
-		    (unsigned long long)a->session_id, why);
+		agent_log(a, "%s", why);
 	}
 	if (a->bev != NULL)
 		bufferevent_disable(a->bev, EV_READ | EV_WRITE);
@@ -129,8 +148,8 @@ agent_send(struct agent *a, Mux__AgentMessage *m)
 	if (frame_ev_send(bufferevent_get_output(a->bev), &m->base,
 	    a->max_frame) == -1) {
 		stats_error(LG_ERR_SEND);
-		loadgen_log("agent cid=%u conn=%u: cannot queue a frame (larger than "
-		    "max_frame %u?)", a->cid, a->conn, a->max_frame);
+		agent_log(a, "cannot queue a frame (larger than max_frame %u?)",
+		    a->max_frame);
 		return -1;
 	}
 	a->last_send_ns = loadgen_now_ns();
@@ -195,8 +214,7 @@ agent_on_welcome(struct agent *a, const Mux__AgentWelcome *w)
 	    w->verdict_timeout_ms : LG_VERDICT_TIMEOUT_DEFAULT;
 	/* Over vsock the kernel picks our CID; only unix: lets us choose. */
 	if (w->cid != a->cid && lg_opts.addr.backend == VMCI_UNIX)
-		loadgen_log("agent cid=%u conn=%u: welcome names cid %u", a->cid,
-		    a->conn, w->cid);
+		agent_log(a, "welcome names cid %u", w->cid);
 	lg_stats.sessions++;
 	if (!a->welcomed_once)
 		lg_stats.connections++;
@@ -213,11 +231,32 @@ agent_on_welcome(struct agent *a, const Mux__AgentWelcome *w)
 	agent_set_state(a, AGENT_WELCOMED);
 }
 
+/* "av(up,verdicts) idfw(down)": what the agents were told, for the report. */
+static void
+agent_describe_solutions(const Mux__SolutionState *s, char *buf, size_t len)
+{
+	const Mux__Solution *so;
+	size_t i, off = 0;
+	int n;
+
+	buf[0] = '\0';
+	for (i = 0; i < s->n_solutions && off < len; i++) {
+		so = s->solutions[i];
+		n = snprintf(buf + off, len - off, "%s%s(%s%s)", i ? " " : "",
+		    so->service_id, so->up ? "up" : "down",
+		    so->verdicts ? ",verdicts" : "");
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+}
+
 static void
 agent_on_solutions(struct agent *a, const Mux__SolutionState *s)
 {
 	if (a->state != AGENT_WELCOMED && a->state != AGENT_RUNNING) {
-		agent_violation(a, LG_ERR_PROTOCOL, "SolutionState before welcome");
+		agent_violation(a, LG_ERR_PROTOCOL,
+		    "SolutionState before welcome");
 		return;
 	}
 	/* Full state with a generation that only grows within a session. */
@@ -227,8 +266,11 @@ agent_on_solutions(struct agent *a, const Mux__SolutionState *s)
 		return;
 	}
 	a->solution_gen = s->generation;
-	if (s->generation > lg_stats.solution_generation)
+	if (s->generation >= lg_stats.solution_generation) {
 		lg_stats.solution_generation = s->generation;
+		agent_describe_solutions(s, lg_stats.solutions,
+		    sizeof(lg_stats.solutions));
+	}
 	lg_stats.solution_updates++;
 	if (a->state == AGENT_WELCOMED)
 		agent_set_state(a, AGENT_RUNNING);
@@ -240,7 +282,8 @@ agent_on_verdict(struct agent *a, const Mux__Verdict *v, uint64_t now)
 	uint64_t sent_ns, lat;
 
 	if (a->state != AGENT_RUNNING) {
-		agent_violation(a, LG_ERR_PROTOCOL, "Verdict before SolutionState");
+		agent_violation(a, LG_ERR_PROTOCOL,
+		    "Verdict before SolutionState");
 		return;
 	}
 	if (v->action != MUX__ACTION__ALLOW && v->action != MUX__ACTION__DENY) {
@@ -249,9 +292,7 @@ agent_on_verdict(struct agent *a, const Mux__Verdict *v, uint64_t now)
 	}
 	if (pending_take(&a->pending, v->event_id, &sent_ns) == -1) {
 		stats_error(LG_ERR_VERDICT);
-		loadgen_log("agent cid=%u conn=%u session=%llu: verdict for event %llu "
-		    "that is not pending", a->cid, a->conn,
-		    (unsigned long long)a->session_id,
+		agent_log(a, "verdict for event %llu that is not pending",
 		    (unsigned long long)v->event_id);
 		return;
 	}
@@ -262,9 +303,8 @@ agent_on_verdict(struct agent *a, const Mux__Verdict *v, uint64_t now)
 	 */
 	if (v->timed_out && lat < (uint64_t)a->verdict_timeout_ms * 1000000) {
 		stats_error(LG_ERR_EARLY_TIMEOUT);
-		loadgen_log("agent cid=%u conn=%u: event %llu timed out after %llu ms, "
-		    "before verdict_timeout_ms %u", a->cid, a->conn,
-		    (unsigned long long)v->event_id,
+		agent_log(a, "event %llu timed out after %llu ms, before "
+		    "verdict_timeout_ms %u", (unsigned long long)v->event_id,
 		    (unsigned long long)(lat / 1000000), a->verdict_timeout_ms);
 	}
 	stats_verdict(v->action, v->reason, v->timed_out, lat);
@@ -290,8 +330,7 @@ agent_on_read_file(struct agent *a, const Mux__ReadFileRequest *rq)
 	if (len > WIRE_READ_MAX) {
 		/* The MUX must not ask for more; answer like a guest would. */
 		stats_error(LG_ERR_PROTOCOL);
-		loadgen_log("agent cid=%u conn=%u: ReadFileRequest for %u bytes",
-		    a->cid, a->conn, len);
+		agent_log(a, "ReadFileRequest for %u bytes", len);
 		fd.error = EINVAL;
 	} else {
 		/* Leave room for the framing around the data. */
@@ -413,8 +452,8 @@ agent_read_cb(struct bufferevent *bev, void *arg)
 			agent_close(a, LG_ERR_DECODE, why);
 			return;
 		}
-		m = (Mux__MuxToAgent *)frame_decode(&mux__mux_to_agent__descriptor,
-		    body, len, &a->arena, &res);
+		m = (Mux__MuxToAgent *)frame_decode(
+		    &mux__mux_to_agent__descriptor, body, len, &a->arena, &res);
 		if (m == NULL) {
 			snprintf(why, sizeof(why), "frame does not decode: %s",
 			    frame_decode_reason(res));
@@ -447,8 +486,7 @@ agent_event_cb(struct bufferevent *bev, short what, void *arg)
 	/* A restart the run was told to survive is no error. */
 	agent_close(a, lg_opts.reconnect ? LG_ERR_COUNT : LG_ERR_CLOSED, why);
 	if (lg_opts.reconnect)
-		loadgen_log("agent cid=%u conn=%u: %s, redialling", a->cid, a->conn,
-		    why);
+		agent_log(a, "%s, redialling", why);
 }
 
 static void
@@ -468,7 +506,7 @@ agent_dial(struct agent *a)
 		}
 		stats_error(LG_ERR_CONNECT);
 		a->had_error = 1;
-		loadgen_log("agent cid=%u conn=%u: %s", a->cid, a->conn, err);
+		agent_log(a, "%s", err);
 		agent_set_state(a, AGENT_DONE);
 		return;
 	}
@@ -584,9 +622,7 @@ agent_finish(struct agent *a)
 		missing = pending_clear(&a->pending);
 		lg_stats.errors[LG_ERR_MISSING] += missing;
 		if (missing != 0)
-			loadgen_log("agent cid=%u conn=%u session=%llu: %u verdict(s) "
-			    "missing", a->cid, a->conn,
-			    (unsigned long long)a->session_id, missing);
+			agent_log(a, "%u verdict(s) missing", missing);
 	} else
 		lg_stats.lost_on_close += pending_clear(&a->pending);
 	/*

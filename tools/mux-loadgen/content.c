@@ -137,8 +137,8 @@ content_read(uint64_t file_id, uint64_t offset, uint8_t *buf, uint32_t len,
 	for (i = 0; i < n; i++) {
 		p = offset + i;
 		if (i == 0 || (p & 7) == 0)
-			word = content_mix(file_id * UINT64_C(0x9e3779b97f4a7c15) ^
-			    (p >> 3));
+			word = content_mix(file_id *
+			    UINT64_C(0x9e3779b97f4a7c15) ^ (p >> 3));
 		buf[i] = (uint8_t)(word >> ((p & 7) * 8));
 	}
 	return n;

@@ -254,8 +254,10 @@ gen_file(struct agent *a, struct gen_slot *s, int reply, uint64_t r)
 	uint32_t user = (uint32_t)(r >> 8) % 8, doc = (uint32_t)(r >> 16) % 1000;
 
 	*f = (Mux__FileEvent)MUX__FILE_EVENT__INIT;
-	f->op = reply ? gen_pick(gen_file_reply, NITEMS(gen_file_reply), r >> 32) :
-	    gen_pick(gen_file_any, NITEMS(gen_file_any), r >> 32);
+	if (reply)
+		f->op = gen_pick(gen_file_reply, NITEMS(gen_file_reply), r >> 32);
+	else
+		f->op = gen_pick(gen_file_any, NITEMS(gen_file_any), r >> 32);
 	if (f->op == MUX__FILE_EVENT__OP__EXECUTE) {
 		f->file_id = content_bin_id(a->cid, (uint32_t)(r >> 40));
 		f->process_path = (char *)"/bin/bash";
@@ -334,8 +336,10 @@ gen_process(struct agent *a, struct gen_slot *s, int reply, uint64_t r)
 	uint32_t user = (uint32_t)(r >> 8) % 8;
 
 	*p = (Mux__ProcessEvent)MUX__PROCESS_EVENT__INIT;
-	p->op = reply ? gen_pick(gen_proc_reply, NITEMS(gen_proc_reply), r >> 32) :
-	    gen_pick(gen_proc_any, NITEMS(gen_proc_any), r >> 32);
+	if (reply)
+		p->op = gen_pick(gen_proc_reply, NITEMS(gen_proc_reply), r >> 32);
+	else
+		p->op = gen_pick(gen_proc_any, NITEMS(gen_proc_any), r >> 32);
 	p->pid = 1000 + (uint32_t)(r % 30000);
 	p->ppid = 1 + (uint32_t)((r >> 16) % 999);
 	snprintf(s->user, sizeof(s->user), "user%u", user);

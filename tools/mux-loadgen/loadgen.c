@@ -128,7 +128,7 @@ loadgen_usage_exit(const char *fmt, ...)
 }
 
 static uint64_t
-loadgen_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max)
+loadgen_uint(const char *opt, const char *s, uint64_t min, uint64_t max)
 {
 	unsigned long long v;
 	char *end;
@@ -143,7 +143,7 @@ loadgen_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max)
 }
 
 static double
-loadgen_parse_double(const char *opt, const char *s, double min, double max)
+loadgen_real(const char *opt, const char *s, double min, double max)
 {
 	char *end;
 	double v;
@@ -176,7 +176,7 @@ loadgen_parse_mix(const char *s)
 		if (c < MUX__EVENT_CLASS__FILE || c > MUX__EVENT_CLASS__LOGIN)
 			loadgen_usage_exit("--mix: %s: classes are file, network, "
 			    "process, login (VM events are the MUX's)", tok);
-		lg_opts.mix[c] = (unsigned)loadgen_parse_u64("--mix", eq + 1, 0,
+		lg_opts.mix[c] = (unsigned)loadgen_uint("--mix", eq + 1, 0,
 		    1000000);
 	}
 }
@@ -242,14 +242,14 @@ loadgen_parse_args(int argc, char **argv)
 			lg_opts.connect = optarg;
 			break;
 		case 'n':
-			lg_opts.agents = (uint32_t)loadgen_parse_u64("--agents",
+			lg_opts.agents = (uint32_t)loadgen_uint("--agents",
 			    optarg, 1, 1000000);
 			break;
 		case 'r':
-			lg_opts.rate = loadgen_parse_double("--rate", optarg, 0, 1e9);
+			lg_opts.rate = loadgen_real("--rate", optarg, 0, 1e9);
 			break;
 		case 'd':
-			lg_opts.duration = loadgen_parse_double("--duration", optarg,
+			lg_opts.duration = loadgen_real("--duration", optarg,
 			    0, 1e7);
 			break;
 		case 'j':
@@ -265,33 +265,33 @@ loadgen_parse_args(int argc, char **argv)
 			printf("mux-loadgen %s\n", MUX_VERSION);
 			exit(0);
 		case OPT_FIRST_CID:
-			lg_opts.first_cid = (uint32_t)loadgen_parse_u64("--first-cid",
+			lg_opts.first_cid = (uint32_t)loadgen_uint("--first-cid",
 			    optarg, VMCI_CID_MIN, VMCI_CID_MAX);
 			break;
 		case OPT_CONNS_PER_VM:
-			lg_opts.conns_per_vm = (uint32_t)loadgen_parse_u64(
+			lg_opts.conns_per_vm = (uint32_t)loadgen_uint(
 			    "--connections-per-vm", optarg, 1, 1024);
 			break;
 		case OPT_MIX:
 			loadgen_parse_mix(optarg);
 			break;
 		case OPT_REPLY_SHARE:
-			lg_opts.reply_share = loadgen_parse_double("--reply-share",
+			lg_opts.reply_share = loadgen_real("--reply-share",
 			    optarg, 0, 1);
 			break;
 		case OPT_BATCH:
-			lg_opts.batch = (uint32_t)loadgen_parse_u64("--batch", optarg,
+			lg_opts.batch = (uint32_t)loadgen_uint("--batch", optarg,
 			    1, LG_BATCH_MAX);
 			break;
 		case OPT_PAYLOAD:
-			lg_opts.payload = (uint32_t)loadgen_parse_u64("--payload",
+			lg_opts.payload = (uint32_t)loadgen_uint("--payload",
 			    optarg, 0, LG_PAYLOAD_MAX);
 			break;
 		case OPT_RECORD:
 			lg_opts.record = optarg;
 			break;
 		case OPT_DRAIN_MS:
-			lg_opts.drain_ms = (long)loadgen_parse_u64("--drain-ms", optarg,
+			lg_opts.drain_ms = (long)loadgen_uint("--drain-ms", optarg,
 			    0, 86400000);
 			break;
 		case OPT_FILE_CONTENT:
@@ -302,7 +302,7 @@ loadgen_parse_args(int argc, char **argv)
 			lg_opts.reconnect = 1;
 			break;
 		case OPT_SEED:
-			lg_opts.seed = loadgen_parse_u64("--seed", optarg, 0,
+			lg_opts.seed = loadgen_uint("--seed", optarg, 0,
 			    UINT64_MAX);
 			break;
 		default:

@@ -58,7 +58,8 @@
 /* Used until a welcome says otherwise (protocol defaults). */
 #define LG_HEARTBEAT_MS_DEFAULT	5000
 #define LG_VERDICT_TIMEOUT_DEFAULT 3000
-#define LG_DRAIN_SLACK_MS	1000	/* default drain: verdict timeout + this */
+/* Default drain: the verdict timeout plus this. */
+#define LG_DRAIN_SLACK_MS	1000
 /* Most credit a connection may carry: a stalled loop must not burst. */
 #define LG_CREDIT_MAX_S		0.1
 #define LG_BATCH_MAX		4096	/* upper bound of --batch */
@@ -156,17 +157,18 @@ struct lg_stats {
 	char		 last_reject[128];	/* "CODE: reason" */
 	uint64_t	 disconnects;	/* closes by the MUX, counted or not */
 	uint64_t	 redials;
-	uint64_t	 lost_on_close;	/* pending verdicts of closed connections */
+	uint64_t	 lost_on_close;	/* pending when its connection closed */
 	uint64_t	 file_reads;
 	uint64_t	 file_read_bytes;
 	uint64_t	 remediations;
 	uint64_t	 solution_updates;
 	uint64_t	 solution_generation;	/* highest seen */
+	char		 solutions[256];	/* that state, for the report */
 	uint64_t	 heartbeats_sent;
 	uint64_t	 heartbeats_received;
 	uint64_t	 backpressure_skips;	/* connection-ticks skipped */
-	uint64_t	 events_skipped;	/* events not made because of it */
-	uint64_t	 pending_full;	/* reply wanted, ring full: sent without */
+	uint64_t	 events_skipped;	/* events not made for it */
+	uint64_t	 pending_full;	/* ring full: sent without reply */
 };
 
 /* One pending-verdict entry; sent_ns PENDING_ANSWERED once answered. */
@@ -218,8 +220,8 @@ struct agent {
 	uint64_t	 state_ns;	/* when the state was entered */
 	int		 welcomed_once;
 	int		 had_error;	/* an error was counted for it */
-	int		 no_redial;	/* stopped by a Reject without --reconnect */
-	uint32_t	 reserved;	/* reply slots promised in the frame being built */
+	int		 no_redial;	/* Reject without --reconnect */
+	uint32_t	 reserved;	/* reply slots of the frame being built */
 	struct pending	 pending;
 };
 

@@ -5,8 +5,8 @@
  * The histogram has a fixed size whatever the run length: values below
  * LG_HIST_SUB (64) get a bucket each, above that every power of two is cut
  * into 64 buckets, so a quantile is off by at most 1/64 and recording
- * costs a few instructions. Quantiles report a bucket's upper edge (never below the
- * truth), capped by the exact maximum.
+ * costs a few instructions. Quantiles report a bucket's upper edge (never
+ * below the truth), capped by the exact maximum.
  */
 #include <math.h>
 #include <string.h>
@@ -240,13 +240,15 @@ stats_text(FILE *f, double run_s)
 	    stats_us(stats_hist_quantile(h, 0.50)),
 	    stats_us(stats_hist_quantile(h, 0.90)),
 	    stats_us(stats_hist_quantile(h, 0.99)), stats_us(h->max));
-	fprintf(f, "requests    %llu file reads (%llu bytes), %llu remediations\n",
+	fprintf(f, "requests    %llu file reads (%llu bytes), "
+	    "%llu remediations\n",
 	    (unsigned long long)s->file_reads,
 	    (unsigned long long)s->file_read_bytes,
 	    (unsigned long long)s->remediations);
-	fprintf(f, "solutions   %llu updates, generation %llu\n",
+	fprintf(f, "solutions   %llu updates, generation %llu: %s\n",
 	    (unsigned long long)s->solution_updates,
-	    (unsigned long long)s->solution_generation);
+	    (unsigned long long)s->solution_generation,
+	    s->solutions[0] != '\0' ? s->solutions : "(none)");
 	fprintf(f, "heartbeats  %llu sent, %llu received\n",
 	    (unsigned long long)s->heartbeats_sent,
 	    (unsigned long long)s->heartbeats_received);
@@ -256,7 +258,8 @@ stats_text(FILE *f, double run_s)
 	    (unsigned long long)s->events_skipped,
 	    (unsigned long long)s->pending_full,
 	    (unsigned long long)s->lost_on_close);
-	fprintf(f, "errors      %llu\n", (unsigned long long)stats_errors_total());
+	fprintf(f, "errors      %llu\n",
+	    (unsigned long long)stats_errors_total());
 	for (i = 0; i < LG_ERR_COUNT; i++)
 		if (s->errors[i] != 0)
 			fprintf(f, "  %-18s %llu\n", stats_err_names[i],
@@ -313,8 +316,8 @@ stats_json(FILE *f, double run_s)
 #undef U
 	fputs("\"sent_by_class\":{", f);
 	for (c = MUX__EVENT_CLASS__FILE; c <= MUX__EVENT_CLASS__LOGIN; c++)
-		fprintf(f, "%s\"%s\":%llu", c == MUX__EVENT_CLASS__FILE ? "" : ",",
-		    wire_class_name(c),
+		fprintf(f, "%s\"%s\":%llu",
+		    c == MUX__EVENT_CLASS__FILE ? "" : ",", wire_class_name(c),
 		    (unsigned long long)s->sent_by_class[c]);
 	fputs("},\"verdicts_by_reason\":{", f);
 	for (i = 0; i < s->nreasons; i++) {
@@ -328,6 +331,8 @@ stats_json(FILE *f, double run_s)
 		    (unsigned long long)s->reasons_other);
 	fputs("},\"last_reject\":", f);
 	stats_json_string(f, s->last_reject);
+	fputs(",\"solutions\":", f);
+	stats_json_string(f, s->solutions);
 	fputs(",\"errors_by_kind\":{", f);
 	for (i = 0; i < LG_ERR_COUNT; i++)
 		fprintf(f, "%s\"%s\":%llu", i == 0 ? "" : ",",

@@ -6,9 +6,9 @@
  *
  *   order_errors  a seq not above the previous one received on this
  *                 connection in this epoch, or one a Gap had given up.
- *   duplicates    a seq at or below the process-wide resume point (it was
- *                 processed on an earlier connection): a replay beyond
- *                 what Register asked for, not an order error.
+ *   duplicates    a seq at or below this MUX's resume point (processed on
+ *                 an earlier connection): a replay beyond what Register
+ *                 asked for, not an order error.
  *   holes         seqs that neither came nor were covered by a Gap.
  *                 Only with an unfiltered subscription (all classes, all
  *                 VMs): with a filter a missing seq may simply not match,
@@ -30,10 +30,12 @@ svm_check_holes_checked(void)
 }
 
 void
-svm_check_registered(struct svm_track *t, uint64_t epoch, uint64_t next_seq,
-    uint64_t resume_epoch, uint64_t resume_from)
+svm_check_registered(struct svm_track *t, struct svm_resume *r,
+    uint64_t epoch, uint64_t next_seq, uint64_t resume_epoch,
+    uint64_t resume_from)
 {
 	memset(t, 0, sizeof(*t));
+	t->resume = r;
 	t->epoch = epoch;
 	t->live_from = next_seq;
 	if (resume_epoch == epoch && resume_from != 0) {
@@ -64,7 +66,7 @@ svm_check_delivery(struct svm_track *t, uint64_t seq)
 		return SVM_CHECK_ORDER;
 	t->hi_recv = seq;
 	t->any_rx = 1;
-	if (t->epoch == svm_resume.epoch && seq <= svm_resume.last) {
+	if (svm_state_seen(t->resume, t->epoch, seq)) {
 		if (!t->covered_known || seq > t->covered)
 			t->covered = seq;
 		t->covered_known = 1;

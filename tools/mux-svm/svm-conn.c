@@ -208,20 +208,27 @@ svm_conn_ack_later(struct svm_conn *c)
 	evtimer_add(c->ack_ev, &tv);
 }
 
-/* --process-us: the owed time is slept in slices; the loop is blocked. */
+/*
+ * --process-us: the owed time is slept in slices; the loop is blocked, as
+ * a busy consumer's would be. nanosleep overshoots by tens of
+ * microseconds, so the overshoot is credited against the next deliveries
+ * and the mean rate comes out right.
+ */
 static void
 svm_conn_pay_sleep(struct svm_conn *c, int all)
 {
 	struct timespec ts;
+	uint64_t start;
 
-	if (c->sleep_debt_us == 0 ||
+	if (c->sleep_debt_us <= 0 ||
 	    (!all && c->sleep_debt_us < SVM_SLEEP_SLICE_US))
 		return;
 	ts.tv_sec = (time_t)(c->sleep_debt_us / 1000000);
 	ts.tv_nsec = (long)(c->sleep_debt_us % 1000000) * 1000;
-	c->sleep_debt_us = 0;
+	start = svm_mono_ns();
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
+	c->sleep_debt_us -= (int64_t)((svm_mono_ns() - start) / 1000);
 }
 
 static void
@@ -241,6 +248,10 @@ svm_conn_on_hello(struct svm_conn *c, const Mux__MuxHello *h)
 		return;
 	}
 	c->hello_epoch = h->epoch;
+	if ((c->resume = svm_state_find(h->host_id)) == NULL)
+		svm_warn("conn %" PRIu64 " %s: no resume point for host_id "
+		    "\"%.64s\" (bad, or too many hosts): live starts only",
+		    c->id, c->peer, h->host_id);
 	c->heartbeat_ms = h->heartbeat_ms != 0 ? h->heartbeat_ms :
 	    SVM_HEARTBEAT_MS_DEFAULT;
 	svm_log("conn %" PRIu64 " %s: MuxHello host_id=%s mux_version=%s "
@@ -261,8 +272,8 @@ svm_conn_on_hello(struct svm_conn *c, const Mux__MuxHello *h)
 	r.n_vm_cids = svm_opt.ncids;
 	r.vm_cids = svm_opt.cids;
 	r.verdicts = svm_opt.verdicts;
-	r.resume_epoch = svm_resume.epoch;
-	r.resume_from = svm_state_resume_from();
+	r.resume_epoch = svm_state_resume_epoch(c->resume);
+	r.resume_from = svm_state_resume_from(c->resume);
 	r.window = svm_opt.window;
 	m.msg_case = MUX__SVM_TO_MUX__MSG_REGISTER;
 	m.register_ = &r;
@@ -289,11 +300,10 @@ svm_conn_on_registered(struct svm_conn *c, const Mux__Registered *r)
 		return;
 	}
 	resumed = c->reg_resume_epoch == r->epoch && c->reg_resume_from != 0;
-	svm_check_registered(&c->track, r->epoch, r->next_seq,
+	svm_check_registered(&c->track, c->resume, r->epoch, r->next_seq,
 	    c->reg_resume_epoch, c->reg_resume_from);
-	svm_state_registered(r->epoch, r->next_seq);
-	if (svm_opt.state_path != NULL && svm_resume.dirty)
-		svm_state_save(svm_opt.state_path);
+	svm_state_registered(c->resume, r->epoch, r->next_seq);
+	svm_state_flush();
 	c->state = SVM_CONN_REGISTERED;
 	c->since_ms = svm_now_ms();
 	svm_stats.registered++;
@@ -403,7 +413,7 @@ svm_conn_on_batch(struct svm_conn *c, const Mux__DeliveryBatch *b)
 		svm_conn_latency(d);
 		if (svm_record != NULL)
 			svm_conn_record_delivery(d);
-		svm_state_processed(c->track.epoch, d->seq);
+		svm_state_processed(c->resume, c->track.epoch, d->seq);
 		if (d->event->reply_expected) {
 			svm_stats.reply_expected++;
 			if (svm_opt.verdicts)
@@ -411,7 +421,7 @@ svm_conn_on_batch(struct svm_conn *c, const Mux__DeliveryBatch *b)
 		}
 		c->processed = d->seq;
 		if (svm_opt.process_us != 0) {
-			c->sleep_debt_us += svm_opt.process_us;
+			c->sleep_debt_us += (int64_t)svm_opt.process_us;
 			svm_conn_pay_sleep(c, 0);
 		}
 		if (c->closing)
@@ -419,8 +429,7 @@ svm_conn_on_batch(struct svm_conn *c, const Mux__DeliveryBatch *b)
 	}
 	svm_conn_pay_sleep(c, 1);
 	/* Saved before the Ack: what the MUX may free is on disk. */
-	if (svm_opt.state_path != NULL && svm_resume.dirty)
-		svm_state_save(svm_opt.state_path);
+	svm_state_flush();
 	svm_conn_ack_later(c);
 }
 
@@ -455,9 +464,8 @@ svm_conn_on_gap(struct svm_conn *c, const Mux__Gap *g)
 	svm_check_gap(&c->track, g);
 	if (g->reason == MUX__GAP__REASON__OVERRUN) {
 		/* Never coming: a resume should not ask for it again. */
-		svm_state_processed(c->track.epoch, g->last_seq);
-		if (svm_opt.state_path != NULL && svm_resume.dirty)
-			svm_state_save(svm_opt.state_path);
+		svm_state_processed(c->resume, c->track.epoch, g->last_seq);
+		svm_state_flush();
 	}
 	/* Overload makes gaps by the thousand: one line a second at most. */
 	now = svm_now_ms();
@@ -560,8 +568,10 @@ svm_conn_drain(struct svm_conn *c, int budgeted)
 
 	while (!c->closing) {
 		st = frame_ev_peek(in, svm_opt.max_frame, &body, &len);
-		if (st == FRAME_NEED_MORE)
+		if (st == FRAME_NEED_MORE) {
+			c->backlog = 0;
 			return;
+		}
 		if (st != FRAME_OK) {
 			svm_conn_protocol_error(c, frame_status_reason(st));
 			return;
@@ -577,8 +587,10 @@ svm_conn_drain(struct svm_conn *c, int budgeted)
 		frame_ev_consume(in, len);
 		if (budgeted && (++n >= SVM_DRAIN_FRAMES ||
 		    svm_now_ms() - start >= SVM_DRAIN_MS)) {
-			if (!c->closing)
+			if (!c->closing) {
+				c->backlog = 1;
 				event_active(c->drain_ev, EV_TIMEOUT, 0);
+			}
 			return;
 		}
 	}
@@ -607,14 +619,13 @@ svm_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (c->closing)
 		return;
-	/* What arrived before the close still counts (a Reject, a batch). */
-	c->eof = 1;
-	svm_conn_drain(c, 0);
 	if (what & BEV_EVENT_EOF)
 		snprintf(why, sizeof(why), "closed by the MUX");
 	else
 		snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(
 		    EVUTIL_SOCKET_ERROR()));
+	/* What arrived before the close still counts (a Reject, a batch). */
+	svm_conn_drain(c, 0);
 	svm_conn_close(c, why);
 }
 
@@ -623,7 +634,6 @@ svm_conn_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct svm_conn *c = arg;
 	uint64_t now = svm_now_ms();
-	size_t pending = evbuffer_get_length(bufferevent_get_input(c->bev));
 
 	switch (c->state) {
 	case SVM_CONN_HELLO:
@@ -638,8 +648,8 @@ svm_conn_timer_cb(evutil_socket_t fd, short events, void *arg)
 	case SVM_CONN_REGISTERED:
 		break;
 	}
-	/* A backlog we have not read yet is our slowness, not its silence. */
-	if (pending == 0 && now - c->last_rx_ms >=
+	/* Whole frames we have not handled yet: our slowness, not silence. */
+	if (!c->backlog && now - c->last_rx_ms >=
 	    (uint64_t)SVM_SILENT_INTERVALS * c->heartbeat_ms) {
 		svm_stats.timeouts++;
 		svm_conn_close(c, "MUX silent for 3 heartbeat intervals");

@@ -14,6 +14,7 @@
  *                   the range, not Gap.count (which may be 0, "unknown",
  *                   and under a filter counts matching events only).
  *                   EPOCH_CHANGED gaps add 0.
+ *   epoch, last_seq the resume point of the MUX that registered last.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -58,17 +59,25 @@ svm_report_progress(void)
 	static uint64_t prev_received, prev_ns;
 	uint64_t now = svm_mono_ns();
 	double rate = 0;
+	char lag[32];
 
-	if (prev_ns != 0 && now > prev_ns)
+	if (prev_ns == 0)
+		prev_ns = svm_stats.start_ns;
+	if (now > prev_ns)
 		rate = (double)(svm_stats.received - prev_received) *
 		    NS_PER_S / (double)(now - prev_ns);
+	/* Lag of the newest delivery; a stale one would mislead when idle. */
+	if (svm_stats.received != prev_received)
+		snprintf(lag, sizeof(lag), "%.1f ms",
+		    (double)svm_stats.last_latency_us / 1000.0);
+	else
+		snprintf(lag, sizeof(lag), "-");
 	prev_received = svm_stats.received;
 	prev_ns = now;
 	fprintf(stderr, "\r\033[Kreceived %" PRIu64 "  %.0f ev/s  gaps %" PRIu64
-	    " (%" PRIu64 " events)  holes %" PRIu64 "  lag %.1f ms  "
-	    "conns %zu", svm_stats.received, rate, svm_stats.gaps,
-	    svm_stats.gap_events, svm_stats.holes,
-	    (double)svm_stats.last_latency_us / 1000.0, svm_report_live());
+	    " (%" PRIu64 " events)  holes %" PRIu64 "  lag %s  conns %zu",
+	    svm_stats.received, rate, svm_stats.gaps, svm_stats.gap_events,
+	    svm_stats.holes, lag, svm_report_live());
 	fflush(stderr);
 }
 
@@ -93,6 +102,7 @@ static void
 svm_report_json(FILE *f, double rate, double elapsed)
 {
 	const struct svm_stats *s = &svm_stats;
+	const struct svm_resume *r = svm_state_latest();
 
 	fprintf(f, "{\"service_id\":");
 	svm_report_json_string(f, svm_opt.service_id);
@@ -125,16 +135,19 @@ svm_report_json(FILE *f, double rate, double elapsed)
 	    s->protocol_errors, s->timeouts);
 	fprintf(f, ",\"events_per_sec\":%.1f,\"latency_us_p50\":%" PRIu64
 	    ",\"latency_us_p99\":%" PRIu64 ",\"latency_us_max\":%" PRIu64
-	    ",\"elapsed_s\":%.3f,\"epoch\":%" PRIu64 ",\"last_seq\":%" PRIu64
-	    "}\n", rate, svm_hist_quantile(&s->latency, 0.50),
+	    ",\"elapsed_s\":%.3f,\"mux_hosts\":%zu,\"epoch\":%" PRIu64
+	    ",\"last_seq\":%" PRIu64 "}\n", rate,
+	    svm_hist_quantile(&s->latency, 0.50),
 	    svm_hist_quantile(&s->latency, 0.99), s->latency.max, elapsed,
-	    svm_resume.epoch, svm_resume.last);
+	    svm_state_count(), r != NULL ? r->epoch : 0,
+	    r != NULL ? r->last : 0);
 }
 
 void
 svm_report_final(FILE *f)
 {
 	const struct svm_stats *s = &svm_stats;
+	const struct svm_resume *r;
 	double rate = svm_report_rate();
 	double elapsed = (double)(svm_mono_ns() - s->start_ns) / NS_PER_S;
 
@@ -171,8 +184,10 @@ svm_report_final(FILE *f)
 	    "connected; file data %" PRIu64 ", action results %" PRIu64 "\n",
 	    s->vm_status, svm_vm_known(), svm_vm_connected(), s->file_data,
 	    s->action_results);
-	fprintf(f, "  resume point  epoch %" PRIu64 ", last seq %" PRIu64 "\n",
-	    svm_resume.epoch, svm_resume.last);
+	if ((r = svm_state_latest()) != NULL)
+		fprintf(f, "  resume point  epoch %" PRIu64 ", last seq %" PRIu64
+		    " (host_id \"%s\", %zu MUX hosts known)\n", r->epoch,
+		    r->last, r->host_id, svm_state_count());
 	if (svm_opt.json)
 		svm_report_json(f, rate, elapsed);
 	fflush(f);

@@ -1,16 +1,25 @@
 /*
- * svm-state.c: the resume point and its --state file.
+ * svm-state.c: resume points and the --state file.
  *
- * The resume point is the epoch of the last Registered and the highest seq
+ * A resume point is the epoch of the last Registered and the highest seq
  * processed in it (or given up by a Gap, so a resume does not ask for it
  * again). Every Register carries it: resume_epoch = epoch, resume_from =
  * last + 1; 0/0 before the first Registered ever.
  *
- * The file is one line, "EPOCH LAST\n", written to FILE.tmp and renamed
- * over FILE, so a process killed at any moment leaves the old or the new
- * pair, never half of one. No fsync: it survives a killed process, which is
- * what the tests restart, not a lost machine.
+ * One point per MUX, keyed by MuxHello.host_id: an SVM may serve several
+ * hosts at once, each with its own epoch and seq space, and a redial from
+ * one must not resume from another's numbers. With a single MUX this is
+ * just "the" pair. The table is small and fixed; a MUX beyond it is served
+ * without resume (live starts, no duplicate check).
+ *
+ * The file holds one line per point, "EPOCH LAST HOST_ID\n" (HOST_ID is
+ * the rest of the line, possibly empty, so a bare "EPOCH LAST" pair is
+ * read as the point of a MUX with an empty host_id). It is written to
+ * FILE.tmp and renamed over FILE, so a process killed at any moment leaves
+ * the old or the new content, never half of it. No fsync: it has to
+ * survive a killed process, which is what tests restart, not a lost host.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,35 +30,103 @@
 
 #include "svm.h"
 
-void
-svm_state_load(const char *path)
+#define SVM_RESUME_MAX	64	/* MUX hosts remembered */
+#define SVM_STATE_LINE	(SVM_ID_MAX + 64)
+
+static struct svm_resume	 svm_resumes[SVM_RESUME_MAX];
+static const struct svm_resume	*svm_resume_latest;
+static int			 svm_state_dirty;	/* file is behind */
+
+/* Host ids end up in a line-based file: no control characters. */
+static int
+svm_state_host_ok(const char *host_id)
 {
-	FILE *f;
+	const unsigned char *p;
+
+	if (strlen(host_id) >= SVM_ID_MAX)
+		return 0;
+	for (p = (const unsigned char *)host_id; *p != '\0'; p++)
+		if (iscntrl(*p))
+			return 0;
+	return 1;
+}
+
+struct svm_resume *
+svm_state_find(const char *host_id)
+{
+	struct svm_resume *r, *free_slot = NULL;
+	size_t i;
+
+	if (!svm_state_host_ok(host_id))
+		return NULL;
+	for (i = 0; i < SVM_RESUME_MAX; i++) {
+		r = &svm_resumes[i];
+		if (r->used && strcmp(r->host_id, host_id) == 0)
+			return r;
+		if (!r->used && free_slot == NULL)
+			free_slot = r;
+	}
+	if (free_slot != NULL) {
+		free_slot->used = 1;
+		strcpy(free_slot->host_id, host_id);
+		free_slot->epoch = free_slot->last = 0;
+	}
+	return free_slot;
+}
+
+void
+svm_state_load(void)
+{
+	const char *path = svm_opt.state_path;
+	char line[SVM_STATE_LINE], *host, *nl;
+	struct svm_resume *r;
 	uint64_t epoch, last;
-	char extra;
+	unsigned lineno = 0;
+	int used;
+	FILE *f;
 
 	if ((f = fopen(path, "r")) == NULL) {
 		if (errno == ENOENT)
 			return;		/* first run: start fresh */
 		svm_fatalx(1, "%s: %s", path, strerror(errno));
 	}
-	if (fscanf(f, "%" SCNu64 " %" SCNu64 " %c", &epoch, &last,
-	    &extra) != 2)
-		svm_fatalx(1, "%s: want one line \"EPOCH LAST_SEQ\"", path);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if ((nl = strchr(line, '\n')) == NULL && !feof(f))
+			svm_fatalx(1, "%s:%u: line too long", path, lineno);
+		if (nl != NULL)
+			*nl = '\0';
+		used = 0;
+		if (sscanf(line, "%" SCNu64 " %" SCNu64 "%n", &epoch, &last,
+		    &used) != 2 || (line[used] != '\0' && line[used] != ' '))
+			svm_fatalx(1, "%s:%u: want \"EPOCH LAST_SEQ [HOST_ID]\"",
+			    path, lineno);
+		host = line + used + (line[used] == ' ');
+		if ((r = svm_state_find(host)) == NULL)
+			svm_fatalx(1, "%s:%u: bad or one too many host ids",
+			    path, lineno);
+		r->epoch = epoch;
+		r->last = epoch != 0 ? last : 0;
+		svm_resume_latest = r;
+		svm_log("state %s: host_id \"%s\": resume epoch=%" PRIu64
+		    " from=%" PRIu64, path, r->host_id, r->epoch,
+		    svm_state_resume_from(r));
+	}
 	fclose(f);
-	svm_resume.epoch = epoch;
-	svm_resume.last = epoch != 0 ? last : 0;
-	svm_resume.dirty = 0;
-	svm_log("state %s: resume epoch=%" PRIu64 " from=%" PRIu64, path,
-	    svm_resume.epoch, svm_state_resume_from());
 }
 
+/* Saves when something changed; a failure is logged, memory still serves. */
 void
-svm_state_save(const char *path)
+svm_state_flush(void)
 {
-	char tmp[PATH_MAX], line[64];
-	int fd, n;
+	const char *path = svm_opt.state_path;
+	char tmp[PATH_MAX];
+	const struct svm_resume *r;
+	size_t i;
+	FILE *f;
 
+	if (path == NULL || !svm_state_dirty)
+		return;
 	/*
 	 * The record file is never behind the resume point: a process killed
 	 * right after this save has on disk every delivery the point covers.
@@ -58,46 +135,79 @@ svm_state_save(const char *path)
 		fflush(svm_record);
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
 		svm_fatalx(1, "%s: path too long", path);
-	n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 "\n",
-	    svm_resume.epoch, svm_resume.last);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1 || write(fd, line, (size_t)n) != n) {
-		/* Keep running: the in-memory point still serves redials. */
+	if ((f = fopen(tmp, "w")) == NULL) {
 		svm_warn("%s: %s", tmp, strerror(errno));
-		if (fd != -1)
-			close(fd);
 		return;
 	}
-	if (close(fd) != 0 || rename(tmp, path) != 0) {
+	for (i = 0; i < SVM_RESUME_MAX; i++) {
+		r = &svm_resumes[i];
+		if (r->used && r->epoch != 0)
+			fprintf(f, "%" PRIu64 " %" PRIu64 " %s\n", r->epoch,
+			    r->last, r->host_id);
+	}
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
 		svm_warn("%s: %s", path, strerror(errno));
 		return;
 	}
-	svm_resume.dirty = 0;
+	svm_state_dirty = 0;
 }
 
 /* A Registered in another epoch moves the point to its live start. */
 void
-svm_state_registered(uint64_t epoch, uint64_t next_seq)
+svm_state_registered(struct svm_resume *r, uint64_t epoch, uint64_t next_seq)
 {
-	if (epoch == svm_resume.epoch)
+	if (r == NULL)
 		return;
-	svm_resume.epoch = epoch;
-	svm_resume.last = next_seq != 0 ? next_seq - 1 : 0;
-	svm_resume.dirty = 1;
+	svm_resume_latest = r;
+	if (epoch == r->epoch)
+		return;
+	r->epoch = epoch;
+	r->last = next_seq != 0 ? next_seq - 1 : 0;
+	svm_state_dirty = 1;
 }
 
-/* Only the epoch of the resume point moves it (another MUX may dial). */
 void
-svm_state_processed(uint64_t epoch, uint64_t seq)
+svm_state_processed(struct svm_resume *r, uint64_t epoch, uint64_t seq)
 {
-	if (epoch != svm_resume.epoch || seq <= svm_resume.last)
+	if (r == NULL || epoch != r->epoch || seq <= r->last)
 		return;
-	svm_resume.last = seq;
-	svm_resume.dirty = 1;
+	r->last = seq;
+	svm_state_dirty = 1;
 }
 
 uint64_t
-svm_state_resume_from(void)
+svm_state_resume_epoch(const struct svm_resume *r)
 {
-	return svm_resume.epoch != 0 ? svm_resume.last + 1 : 0;
+	return r != NULL ? r->epoch : 0;
+}
+
+uint64_t
+svm_state_resume_from(const struct svm_resume *r)
+{
+	return r != NULL && r->epoch != 0 ? r->last + 1 : 0;
+}
+
+/* Processed before, in this epoch (a replay across a reconnect). */
+int
+svm_state_seen(const struct svm_resume *r, uint64_t epoch, uint64_t seq)
+{
+	return r != NULL && r->epoch == epoch && seq <= r->last;
+}
+
+/* For the report: the point of the MUX that registered last. */
+const struct svm_resume *
+svm_state_latest(void)
+{
+	return svm_resume_latest;
+}
+
+size_t
+svm_state_count(void)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < SVM_RESUME_MAX; i++)
+		if (svm_resumes[i].used)
+			n++;
+	return n;
 }

@@ -29,7 +29,6 @@
 struct event_base	*svm_base;
 struct svm_options	 svm_opt;
 struct svm_stats	 svm_stats;
-struct svm_resume	 svm_resume;
 struct svm_conns	 svm_conns = TAILQ_HEAD_INITIALIZER(svm_conns);
 struct frame_arena	 svm_arena;
 FILE			*svm_record;
@@ -44,9 +43,9 @@ static int			 svm_progress;	/* live line on stderr */
 static int			 svm_progress_shown;
 
 static void __attribute__((noreturn))
-usage(void)
+usage(int status)
 {
-	fprintf(stderr,
+	fprintf(status == 0 ? stdout : stderr,
 	    "usage: mux-svm --listen HOST:PORT --service-id ID [--instance-id ID]\n"
 	    "               [--classes file,network,process,login,vm] [--cids 3,4,...]\n"
 	    "               [--verdicts] [--window N]\n"
@@ -55,7 +54,7 @@ usage(void)
 	    "               [--ack-delay-ms N] [--process-us N] [--duration S]\n"
 	    "               [--max-frame BYTES] [--port-file FILE] [--exit-on-reject]\n"
 	    "               [--quiet]\n");
-	exit(2);
+	exit(status);
 }
 
 uint64_t
@@ -283,14 +282,16 @@ parse_options(int argc, char **argv)
 		case OPT_EXIT_ON_REJECT:
 			svm_opt.exit_on_reject = 1;
 			break;
+		case OPT_HELP:
+			usage(0);
 		default:
-			usage();
+			usage(2);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(2);
 	if (svm_opt.listen == NULL || svm_opt.service_id[0] == '\0')
-		usage();
+		usage(2);
 	if (svm_opt.instance_id[0] == '\0') {
 		if (gethostname(host, sizeof(host)) != 0)
 			strcpy(host, "localhost");
@@ -475,8 +476,7 @@ shutdown_all(void)
 	event_free(svm_sigterm_ev);
 	event_free(svm_sigint_ev);
 	frame_arena_destroy(&svm_arena);
-	if (svm_opt.state_path != NULL && svm_resume.dirty)
-		svm_state_save(svm_opt.state_path);
+	svm_state_flush();
 	if (svm_record != NULL) {
 		if (fclose(svm_record) != 0)
 			svm_warn("%s: %s", svm_opt.record_path,
@@ -502,7 +502,7 @@ main(int argc, char **argv)
 	if (!svm_opt.tls_off)
 		svm_warn("TLS is not implemented yet: running plain TCP");
 	if (svm_opt.state_path != NULL)
-		svm_state_load(svm_opt.state_path);
+		svm_state_load();
 	if (svm_opt.record_path != NULL) {
 		if ((svm_record = fopen(svm_opt.record_path, "w")) == NULL)
 			svm_fatalx(1, "%s: %s", svm_opt.record_path,

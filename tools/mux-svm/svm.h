@@ -12,14 +12,14 @@
  *        |                  |-- svm-policy.c verdicts (allow, deny-path,
  *        |                  |                delay; scan later)
  *        |                  `-- svm-vm.c     last VmStatus per cid
- *        `-- process-wide: svm-state.c (resume point, --state file),
+ *        `-- process-wide: svm-state.c (resume points, --state file),
  *                          svm-report.c (counters, latency, report),
  *                          the --record file.
  *
  * Connections are independent except for the resume point (epoch of the
- * last Registered + highest seq processed in it), which is process-wide so
- * that a redialled connection, or a restarted process with --state, resumes
- * where the previous one stopped.
+ * last Registered + highest seq processed in it), kept per MUX host_id
+ * beyond any one connection, so that a redialled connection, or a
+ * restarted process with --state, resumes where the previous one stopped.
  *
  * Objects are never freed inside their own callbacks: svm_conn_close()
  * marks a connection closing and svm_reap() frees it from the loop.
@@ -99,15 +99,17 @@ struct svm_options {
 	uint32_t		 max_frame;
 };
 
-/* Resume point, process-wide (svm-state.c). */
+/* Resume point of one MUX, keyed by its host_id (svm-state.c). */
 struct svm_resume {
+	char			 host_id[SVM_ID_MAX];
 	uint64_t		 epoch;		/* of the last Registered; 0 never */
 	uint64_t		 last;		/* highest seq processed in it */
-	int			 dirty;		/* differs from the --state file */
+	int			 used;
 };
 
 /* Sequence tracking of one connection within one epoch (svm-check.c). */
 struct svm_track {
+	struct svm_resume	*resume;	/* this MUX's; NULL: none */
 	uint64_t		 epoch;
 	uint64_t		 live_from;	/* Registered.next_seq */
 	uint64_t		 hi_recv;	/* highest seq received, 0 none */
@@ -180,7 +182,7 @@ struct svm_conn {
 	struct bufferevent	*bev;
 	enum svm_conn_state	 state;
 	int			 closing;
-	int			 eof;		/* peer closed: drain then close */
+	int			 backlog;	/* drain yielded with frames left */
 
 	struct event		*drain_ev;	/* resumes a yielded drain */
 	struct event		*timer_ev;	/* heartbeats and timeouts */
@@ -191,6 +193,7 @@ struct svm_conn {
 	uint64_t		 last_rx_ms;
 	uint64_t		 last_tx_ms;
 	uint64_t		 hello_epoch;
+	struct svm_resume	*resume;	/* of the MUX's host_id, or NULL */
 	uint64_t		 reg_resume_epoch;	/* as sent in Register */
 	uint64_t		 reg_resume_from;
 	uint64_t		 gap_logged_ms;
@@ -198,7 +201,7 @@ struct svm_conn {
 	struct svm_track	 track;
 	uint64_t		 processed;	/* highest seq to acknowledge */
 	uint64_t		 acked;		/* last Ack sent */
-	uint64_t		 sleep_debt_us;	/* --process-us not yet slept */
+	int64_t			 sleep_debt_us;	/* --process-us owed (<0: ahead) */
 
 	struct svm_policy_conn	*policy;
 	TAILQ_ENTRY(svm_conn)	 entry;
@@ -209,7 +212,6 @@ TAILQ_HEAD(svm_conns, svm_conn);
 extern struct event_base	*svm_base;
 extern struct svm_options	 svm_opt;
 extern struct svm_stats		 svm_stats;
-extern struct svm_resume	 svm_resume;
 extern struct svm_conns		 svm_conns;
 extern struct frame_arena	 svm_arena;
 extern FILE			*svm_record;
@@ -231,18 +233,23 @@ int		svm_conn_send_verdict(struct svm_conn *, uint64_t, int,
 		    const char *);
 
 /* svm-check.c */
-void		svm_check_registered(struct svm_track *, uint64_t, uint64_t,
-		    uint64_t, uint64_t);
+void		svm_check_registered(struct svm_track *, struct svm_resume *,
+		    uint64_t, uint64_t, uint64_t, uint64_t);
 enum svm_check_result svm_check_delivery(struct svm_track *, uint64_t);
 void		svm_check_gap(struct svm_track *, const Mux__Gap *);
 int		svm_check_holes_checked(void);
 
 /* svm-state.c */
-void		svm_state_load(const char *);
-void		svm_state_save(const char *);
-void		svm_state_registered(uint64_t, uint64_t);
-void		svm_state_processed(uint64_t, uint64_t);
-uint64_t	svm_state_resume_from(void);
+struct svm_resume *svm_state_find(const char *);
+void		svm_state_load(void);
+void		svm_state_flush(void);
+void		svm_state_registered(struct svm_resume *, uint64_t, uint64_t);
+void		svm_state_processed(struct svm_resume *, uint64_t, uint64_t);
+uint64_t	svm_state_resume_epoch(const struct svm_resume *);
+uint64_t	svm_state_resume_from(const struct svm_resume *);
+int		svm_state_seen(const struct svm_resume *, uint64_t, uint64_t);
+const struct svm_resume *svm_state_latest(void);
+size_t		svm_state_count(void);
 
 /* svm-policy.c */
 int		svm_policy_parse(const char *, struct svm_policy *, char *,
