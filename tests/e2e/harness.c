@@ -629,3 +629,11 @@ e2e_wait_closed(int fd, int timeout_ms)
 	}
 	return 0;
 }
+
+int
+e2e_readable(int fd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, timeout_ms) == 1;
+}

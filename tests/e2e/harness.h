@@ -84,6 +84,8 @@ int	 e2e_timeout_ms(struct e2e *, int ms);
 /* A raw agent: connect with the CID line; returns a blocking fd. */
 int	 e2e_raw_agent(struct e2e *, uint32_t cid);
 int	 e2e_send_frame(int fd, const void *body, uint32_t len);
+/* 1 when fd has something to read (or EOF) within timeout_ms. */
+int	 e2e_readable(int fd, int timeout_ms);
 /* Reads frames until EOF or timeout; 1 when the peer closed. */
 int	 e2e_wait_closed(int fd, int timeout_ms);
 
