@@ -13,7 +13,13 @@ CFLAGS_BASE	:= -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror \
 INC		:= -I$(B)/gen -Iproto -Ivmci_shim -Imux -Itools/common
 PKGS		:= libevent libevent_openssl libevent_pthreads libprotobuf-c openssl inih
 PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+ifeq ($(STATIC),1)
+# Fully static binaries (ESXi, the QEMU guest): nothing loaded at run time.
+PKG_LIBS	= -Wl,--start-group $(shell pkg-config --static --libs $(PKGS) 2>/dev/null) -Wl,--end-group
+LDFLAGS		+= -static
+else
 PKG_LIBS	= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+endif
 CFLAGS		:= $(CFLAGS_BASE) $(SAN) $(INC) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS		+= $(SAN)
 LIBS		= $(PKG_LIBS) -lpthread -lm
@@ -49,7 +55,7 @@ E2E_BIN		:= $(patsubst tests/e2e/%.c,$(B)/e2e/%,$(E2E_SRC))
 
 .SECONDARY:
 .PHONY: all deps test test-unit test-e2e test-asan test-tsan demo clean vib \
-	soak bench fuzz
+	soak bench fuzz static
 all: $(B)/bin/muxd $(addprefix $(B)/bin/,$(TOOLS)) $(UNIT_BIN) $(E2E_BIN)
 
 deps:
@@ -127,6 +133,13 @@ test: deps
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-tsan
 	@echo "make test: all suites passed"
+
+# Static muxd, muxctl and tools in build/static/bin (for the VIB and the
+# vsock guest). Warnings about getaddrinfo in static glibc are expected:
+# muxd resolves only numeric SVM addresses there.
+static:
+	$(MAKE) --no-print-directory B=build/static STATIC=1 build/static/bin/muxd \
+	    $(addprefix build/static/bin/,$(TOOLS))
 
 demo: deps all
 	@sh tools/demo.sh $(B)
