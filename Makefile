@@ -55,7 +55,7 @@ E2E_BIN		:= $(patsubst tests/e2e/%.c,$(B)/e2e/%,$(E2E_SRC))
 
 .SECONDARY:
 .PHONY: all deps test test-unit test-e2e test-asan test-tsan demo clean vib \
-	soak bench fuzz static
+	soak bench fuzz static mutants
 all: $(B)/bin/muxd $(addprefix $(B)/bin/,$(TOOLS)) $(UNIT_BIN) $(E2E_BIN)
 
 deps:
@@ -124,7 +124,9 @@ test-asan:
 
 test-tsan:
 	$(MAKE) --no-print-directory B=build/tsan OPT=-O1 SAN="-fsanitize=thread" all
-	@TSAN_OPTIONS=halt_on_error=1 sh tests/run-unit.sh build/tsan test_ring
+	@TSAN_OPTIONS=halt_on_error=1 sh tests/run-unit.sh build/tsan test_ring test_mbox
+	@# The daemon's three threads under load, ThreadSanitizer watching.
+	@MUX_SANITIZED=1 sh tests/e2e/run.sh build/tsan test_fanout test_verdicts
 
 test: deps
 	$(MAKE) --no-print-directory all
@@ -140,6 +142,10 @@ test: deps
 static:
 	$(MAKE) --no-print-directory B=build/static STATIC=1 build/static/bin/muxd \
 	    $(addprefix build/static/bin/,$(TOOLS))
+
+# Long run, outside `make test`: each mutant must be caught by its test.
+mutants:
+	@sh tests/mutants.sh
 
 demo: deps all
 	@sh tools/demo.sh $(B)

@@ -332,8 +332,17 @@ svm_verdict(struct svm *s, const Mux__SvmVerdict *v)
 	struct verdicts_msg *vm;
 	struct verdict_item *it;
 
-	if (!s->verdicts) {
-		/* Not registered to decide: ignored and counted (section 8). */
+	struct ring_meta meta;
+
+	/*
+	 * Ignored and counted here, without crossing threads (section 8): an
+	 * SVM not registered to decide, a seq never offered to it, an event
+	 * without reply_expected. This also bounds what an SVM can make us
+	 * queue for the ingest thread.
+	 */
+	if (!s->verdicts || v->seq >= s->cursor || v->seq == 0 ||
+	    (ring_meta_mc(&s->fo->mux->ring, v->seq, &meta) == RING_OK &&
+	    (meta.flags & RING_F_REPLY) == 0)) {
 		METRIC_INC(metrics.svm_verdicts_ignored);
 		return;
 	}

@@ -103,11 +103,11 @@ e2e_sanitizer_reports(struct e2e *e)
 	char cmd[600];
 
 	snprintf(cmd, sizeof(cmd), "grep -lE 'runtime error:|ERROR: (Address|Leak)"
-	    "Sanitizer' '%s'/*.err >/dev/null 2>&1", e->dir);
+	    "Sanitizer|WARNING: ThreadSanitizer' '%s'/*.err >/dev/null 2>&1", e->dir);
 	if (system(cmd) != 0)
 		return 0;
-	snprintf(cmd, sizeof(cmd), "grep -B2 -A12 -E 'runtime error:|ERROR: "
-	    "(Address|Leak)Sanitizer' '%s'/*.err >&2", e->dir);
+	snprintf(cmd, sizeof(cmd), "grep -B2 -A24 -E 'runtime error:|ERROR: "
+	    "(Address|Leak)Sanitizer|WARNING: ThreadSanitizer' '%s'/*.err >&2", e->dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "e2e: sanitizer report in %s\n", e->dir);
 	return 1;
