@@ -11,6 +11,9 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "fanout.h"
 
 static _Atomic uint64_t delivered_total;
@@ -235,11 +238,63 @@ fanout_mbox_cb(void *arg)
 	}
 }
 
+static void
+tls_error(char *err, size_t errlen, const char *what, const char *path)
+{
+	char buf[256];
+
+	ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+	snprintf(err, errlen, "[tls] %s %s: %s", what, path, buf);
+}
+
+/*
+ * The SVM link's TLS (protocol section 4): TLS 1.3 only, mutual. muxd
+ * checks each SVM's certificate against [tls] ca and its entry's
+ * server_name; it presents [tls] cert/key as its client identity.
+ */
+struct ssl_ctx_st *
+fanout_tls_context(const struct config *conf, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if (conf->tls_ca[0] == '\0' || conf->tls_cert[0] == '\0' ||
+	    conf->tls_key[0] == '\0') {
+		snprintf(err, errlen, "an [svm] entry has tls = on (the default): "
+		    "[tls] ca, cert and key are needed (or set tls = off on the "
+		    "entries that are plain TCP)");
+		return NULL;
+	}
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "[tls] cannot create a context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (SSL_CTX_load_verify_locations(ctx, conf->tls_ca, NULL) != 1) {
+		tls_error(err, errlen, "ca", conf->tls_ca);
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1) {
+		tls_error(err, errlen, "cert", conf->tls_cert);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, conf->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		tls_error(err, errlen, "key", conf->tls_key);
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 struct fanout *
 fanout_new(struct mux *mux, char *err, size_t errlen)
 {
 	const struct config *conf = &mux->conf;
 	struct timeval tv = { 0, SNAP_PERIOD_MS * 1000 };
+	struct ssl_ctx_st *tls = NULL;
 	struct fanout *fo;
 	struct svm *s;
 	size_t i;
@@ -253,17 +308,15 @@ fanout_new(struct mux *mux, char *err, size_t errlen)
 		    DELIVERY_OVERHEAD + 64);
 		return NULL;
 	}
-	for (i = 0; i < conf->nsvms; i++)
-		if (conf->svms[i].tls) {
-			snprintf(err, errlen, "[svm %s]: tls = on is not supported by "
-			    "this build yet; set tls = off explicitly to use plain TCP",
-			    conf->svms[i].name);
-			return NULL;
-		}
+	for (i = 0; i < conf->nsvms && !conf->svms[i].tls; i++)
+		;
+	if (i < conf->nsvms && (tls = fanout_tls_context(conf, err, errlen)) == NULL)
+		return NULL;
 	if ((fo = calloc(1, sizeof(*fo))) == NULL)
 		fatal("fanout");
 	fo->mux = mux;
 	fo->conf = conf;
+	fo->tls = tls;
 	TAILQ_INIT(&fo->svms);
 	LIST_INIT(&fo->vms);
 	frame_arena_init(&fo->arena);
@@ -346,6 +399,8 @@ fanout_free(struct fanout *fo)
 	frame_arena_destroy(&fo->arena2);
 	free(fo->rbuf);
 	free(fo->sol_last);
+	if (fo->tls != NULL)
+		SSL_CTX_free(fo->tls);
 	event_base_free(fo->base);
 	free(fo);
 }

@@ -100,6 +100,7 @@ struct fanout {
 	int		 running;
 	struct svm_list	 svms;
 	LIST_HEAD(, vm_mirror) vms;
+	struct ssl_ctx_st *tls;		/* client context; NULL: no TLS entry */
 	struct frame_arena arena;	/* SvmToMux decoding */
 	struct frame_arena arena2;	/* Deliveries read back from the ring */
 	uint8_t		*rbuf;		/* one ring record */
@@ -139,6 +140,7 @@ void	 svm_snapshot(const struct svm *, struct snap_svm *);
 void	 svm_answer(struct svm *, const struct svm_answer *);
 
 /* fanout.c */
+struct ssl_ctx_st *fanout_tls_context(const struct config *, char *err, size_t errlen);
 void	 fanout_solutions_changed(struct fanout *);
 void	 fanout_publish(struct fanout *);
 void	 fanout_defer_free(struct fanout *, struct bufferevent *);

@@ -671,8 +671,8 @@ ingest_new(struct mux *mux, char *err, size_t errlen)
 	    ingest_refused_cb, ing, err, errlen);
 	if (ing->listener == NULL)
 		return NULL;
-	log_info("ingest: agents on %s (%s backend)", spec,
-	    vmci_backend_name(addr.backend));
+	log_info("ingest: agents on %s (%s)", spec,
+	    vmci_listener_describe(ing->listener));
 	return ing;
 }
 

@@ -43,6 +43,7 @@ static const char *const perr_names[PERR__MAX] = {
 	[PERR_ACK_AHEAD] = "ack_ahead",
 	[PERR_NOT_AUTHORIZED] = "not_authorized",
 	[PERR_OUTPUT_OVERFLOW] = "output_overflow",
+	[PERR_TLS] = "tls",
 };
 
 static const char *const link_names[LINK__MAX] = { "agent", "svm", "control" };

@@ -227,6 +227,7 @@ enum perr {
 	PERR_ACK_AHEAD,
 	PERR_NOT_AUTHORIZED,
 	PERR_OUTPUT_OVERFLOW,	/* peer does not read what we send */
+	PERR_TLS,		/* handshake failed (certificate, name, version) */
 	PERR__MAX,
 };
 

@@ -11,13 +11,19 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "fanout.h"
 #include "frame_ev.h"
@@ -111,14 +117,45 @@ svm_free(struct svm *s)
 	free(s);
 }
 
+/* An IP address is checked against the certificate's IP SANs, a name
+ * against its DNS names. */
+static int
+svm_tls_expect_name(SSL *ssl, const char *name)
+{
+	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+	unsigned char buf[16];
+
+	if (inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1)
+		return X509_VERIFY_PARAM_set1_ip_asc(vp, name);
+	return SSL_set1_host(ssl, name);
+}
+
 static void
 svm_dial(struct svm *s)
 {
 	evutil_socket_t fd;
 	int one = 1;
 
-	s->bev = bufferevent_socket_new(s->fo->base, -1,
-	    BEV_OPT_CLOSE_ON_FREE);
+	if (s->conf.tls) {
+		SSL *ssl = SSL_new(s->fo->tls);
+
+		/* SNI and the name the certificate must carry. */
+		if (ssl == NULL ||
+		    SSL_set_tlsext_host_name(ssl, s->conf.server_name) != 1 ||
+		    svm_tls_expect_name(ssl, s->conf.server_name) != 1) {
+			if (ssl != NULL)
+				SSL_free(ssl);
+			svm_disconnect(s, "tls: cannot set up the session");
+			return;
+		}
+		s->bev = bufferevent_openssl_socket_new(s->fo->base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		/* An SVM that just closes its socket is gone, not an error. */
+		if (s->bev != NULL)
+			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	} else
+		s->bev = bufferevent_socket_new(s->fo->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		svm_disconnect(s, "cannot create socket");
 		return;
@@ -728,7 +765,6 @@ svm_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct svm *s = arg;
 	char why[128];
 
-	(void)bev;
 	if (what & BEV_EVENT_CONNECTED) {
 		log_debug("%s: connected", s->peer);
 		s->last_rx = s->last_tx = mono_ns();
@@ -741,8 +777,20 @@ svm_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_EOF)
 		svm_disconnect(s, "connection closed by SVM");
 	else if (what & BEV_EVENT_ERROR) {
-		snprintf(why, sizeof(why), "connection error: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		unsigned long e = s->conf.tls ? bufferevent_get_openssl_error(bev) : 0;
+
+		if (e != 0) {
+			char buf[160];
+
+			/* A handshake refused: wrong CA, wrong name, no TLS 1.3. */
+			ERR_error_string_n(e, buf, sizeof(buf));
+			snprintf(why, sizeof(why), "tls: %.110s", buf);
+			metrics_proto_error(LINK_SVM, PERR_TLS);
+			if (s->state == SVM_CONNECTING)
+				snap_alarm(&s->fo->mux->snap, "%s: %s", s->peer, why);
+		} else
+			snprintf(why, sizeof(why), "connection error: %s",
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		svm_disconnect(s, why);
 	}
 }
