@@ -310,7 +310,7 @@ agent_event_perr(const char *why)
 /* The whole batch is checked before any event takes a seq. */
 static int
 agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns,
-    uint64_t now)
+    uint64_t now, uint32_t frame_len)
 {
 	uint64_t last = a->last_event_id;
 	const char *why;
@@ -343,7 +343,8 @@ agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns,
 	}
 	a->last_event_id = last;
 	for (i = 0; i < b->n_events; i++)
-		if (ingest_event(a->ing, a, b->events[i], ingest_ns, now) == -1)
+		if (ingest_event(a->ing, a, b->events[i], ingest_ns, now,
+		    frame_len / b->n_events) == -1)
 			return -1;
 	a->events += b->n_events;
 	return 0;
@@ -352,7 +353,7 @@ agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns,
 /* -1: the connection was closed. */
 static int
 agent_dispatch(struct agent *a, const Mux__AgentMessage *msg, uint64_t ingest_ns,
-    uint64_t now)
+    uint64_t now, uint32_t frame_len)
 {
 	if (msg->msg_case == MUX__AGENT_MESSAGE__MSG__NOT_SET) {
 		agent_protocol_error(a, PERR_NO_ONEOF, NULL);
@@ -367,7 +368,7 @@ agent_dispatch(struct agent *a, const Mux__AgentMessage *msg, uint64_t ingest_ns
 	}
 	switch (msg->msg_case) {
 	case MUX__AGENT_MESSAGE__MSG_EVENTS:
-		return agent_events(a, msg->events, ingest_ns, now);
+		return agent_events(a, msg->events, ingest_ns, now, frame_len);
 	case MUX__AGENT_MESSAGE__MSG_HEARTBEAT:
 		return 0;
 	case MUX__AGENT_MESSAGE__MSG_FILE_DATA:
@@ -413,7 +414,7 @@ agent_read_cb(struct bufferevent *bev, void *arg)
 			    PERR_ALLOC_BUDGET : PERR_DECODE, NULL);
 			break;
 		}
-		if (agent_dispatch(a, msg, ingest_ns, now) == -1)
+		if (agent_dispatch(a, msg, ingest_ns, now, len) == -1)
 			break;
 		frame_ev_consume(in, len);
 	}

@@ -289,7 +289,7 @@ ingest_vm_protected(struct ingest *ing, uint32_t cid)
  */
 int
 ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e, uint64_t ingest_ns,
-    uint64_t now)
+    uint64_t now, size_t est_bytes)
 {
 	Mux__Delivery d = MUX__DELIVERY__INIT;
 	Mux__VmRef ref = MUX__VM_REF__INIT;
@@ -297,8 +297,8 @@ ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e, uint64_t ingest
 	uint64_t seq, need;
 	size_t n;
 
-	n = ingest_prepare(ing, vm, a->session_id, e, ingest_ns, &d, &ref);
-	if (!ingest_bucket_take(ing, vm, n, now)) {
+	/* The frame's share is the byte cost: shedding must stay cheap. */
+	if (!ingest_bucket_take(ing, vm, est_bytes, now)) {
 		ingest_shed(ing, a, e, DROP_RATE, ingest_ns, now);
 		return a->state == AGENT_DEAD ? -1 : 0;
 	}
@@ -306,6 +306,7 @@ ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e, uint64_t ingest
 		ingest_shed(ing, a, e, DROP_PENDING, ingest_ns, now);
 		return a->state == AGENT_DEAD ? -1 : 0;
 	}
+	n = ingest_prepare(ing, vm, a->session_id, e, ingest_ns, &d, &ref);
 	if ((seq = ingest_commit(ing, vm, e, &d, n)) == 0)
 		return 0;
 	if (!e->reply_expected)

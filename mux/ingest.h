@@ -133,7 +133,7 @@ struct vm	*ingest_vm_get(struct ingest *, uint32_t cid, int create);
 void		 ingest_vm_event(struct ingest *, struct vm *, Mux__VmEvent__Op,
 		    const char *detail);
 int		 ingest_event(struct ingest *, struct agent *, Mux__Event *,
-		    uint64_t ingest_ns, uint64_t now_mono);
+		    uint64_t ingest_ns, uint64_t now_mono, size_t est_bytes);
 void		 ingest_vm_status(struct ingest *, struct vm *, Mux__VmStatus__State);
 void		 ingest_publish(struct ingest *);
 void		 ingest_flush_wake(struct ingest *);

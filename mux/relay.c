@@ -204,15 +204,16 @@ relay_file_data(struct ingest *ing, struct agent *a, const Mux__FileData *fd)
 
 	if (r == NULL)
 		return;
-	if (fd->data.len > r->req.length) {
-		/* More than asked for: bad input. The SVM still gets an answer. */
+	if (fd->data.len > r->req.length ||
+	    (fd->error == 0 && fd->offset != r->req.offset)) {
+		/* Not what was asked: bad input. The SVM still gets an answer. */
 		relay_unlink(ing, r);
-		relay_post(ing, &r->req, EIO, 0, "agent sent more than asked",
+		relay_post(ing, &r->req, EIO, 0, "agent answered another read",
 		    r->req.offset, 1, NULL, 0);
 		free(r);
 		metrics_proto_error(LINK_AGENT, PERR_BAD_FIELD);
 		agent_close(a, "protocol error: bad_field: FileData longer than "
-		    "requested");
+		    "requested or at another offset");
 		return;
 	}
 	relay_unlink(ing, r);

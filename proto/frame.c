@@ -14,7 +14,7 @@ struct frame_arena_chunk {
 	struct frame_arena_chunk *next;
 	size_t			 size;
 	size_t			 off;
-	unsigned char		 data[];
+	_Alignas(16) unsigned char data[];	/* ARENA_ALIGN-aligned */
 };
 
 enum frame_status
@@ -108,6 +108,9 @@ arena_alloc(void *data, size_t size)
 
 		if (c != NULL && c->size * 2 > sz && c->size * 2 <= a->budget)
 			sz = c->size * 2;
+		/* Never reserve more than the budget has left. */
+		if (sz > a->budget - a->used)
+			sz = need > a->budget - a->used ? need : a->budget - a->used;
 		c = arena_chunk_new(sz);
 		if (c == NULL) {
 			a->over = 1;

@@ -54,6 +54,8 @@ wire_classes_parse(const char *s, wire_class_mask *mask)
 			return -1;
 		*mask |= 1u << c;
 	}
+	if (*mask == 0)
+		return -1;	/* "," names no class: refuse, not "nothing" */
 	return 0;
 }
 

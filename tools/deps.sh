@@ -3,9 +3,16 @@
 # they are missing. Runs apt-get only as root and only for what is absent.
 set -eu
 
+# The qemu line is for the vsock guest (tests/vsock): QEMU, a static
+# busybox, and what builds the initramfs and unpacks kernel modules.
+# The last line is for packaging (make vib, bundle, test-vib); busybox-static
+# also runs the ESXi init script in tests/vib.
 PKGS="build-essential pkg-config libevent-dev protobuf-c-compiler
 libprotobuf-c-dev libssl-dev openssl libcmocka-dev libinih-dev
-python3 procps clang"
+python3 procps clang
+qemu-system-x86 busybox-static cpio gzip xz-utils zstd
+binutils zlib1g-dev zip unzip
+clamav-daemon"
 
 missing=""
 for p in $PKGS; do

@@ -25,6 +25,57 @@
 
 static struct e2e *e2e_current;
 
+/* ---- transport selection and test filter (the vsock guest) ---- */
+
+#define E2E_VSOCK_PORT_BASE	5100u	/* agent ports: base + 16 * (pid % 2000) + n */
+
+/* MUX_E2E_FILTER=GLOB: cmocka runs only the tests whose names match. */
+__attribute__((constructor)) static void
+e2e_filter_from_env(void)
+{
+	const char *f = getenv("MUX_E2E_FILTER");
+
+	if (f != NULL && f[0] != '\0')
+		cmocka_set_test_filter(f);
+}
+
+/* Unix in the scratch folder, or vsock (MUX_E2E_TRANSPORT=vsock). */
+static void
+e2e_transport_init(struct e2e *e)
+{
+	static unsigned int n;
+	const char *t = getenv("MUX_E2E_TRANSPORT");
+
+	if (t != NULL && strcmp(t, "vsock") == 0) {
+		e->vsock = 1;
+		/* A fresh port per test: a listener of the last muxd may linger. */
+		e->agent_port = E2E_VSOCK_PORT_BASE +
+		    16u * ((unsigned int)getpid() % 2000u) + (n++ % 16u);
+		snprintf(e->agent_addr, sizeof(e->agent_addr), "vsock:%u:%u",
+		    E2E_VSOCK_CID, e->agent_port);
+	} else {
+		if (t != NULL && t[0] != '\0' && strcmp(t, "unix") != 0)
+			fail_msg("MUX_E2E_TRANSPORT=%s: want unix or vsock", t);
+		snprintf(e->agent_addr, sizeof(e->agent_addr), "unix:%s",
+		    e->agent_sock);
+	}
+}
+
+const char *
+e2e_agent_addr(struct e2e *e)
+{
+	return e->agent_addr;
+}
+
+void
+e2e_skip_on_vsock(struct e2e *e, const char *why)
+{
+	if (!e->vsock)
+		return;
+	print_message("skipped on vsock: %s\n", why);
+	skip();
+}
+
 static uint64_t
 ms_now(void)
 {
@@ -84,12 +135,15 @@ e2e_setup(void **state)
 	e = calloc(1, sizeof(*e));
 	assert_non_null(e);
 	snprintf(e->bin, sizeof(e->bin), "%s", bin != NULL ? bin : "build/bin");
-	e->sanitized = getenv("MUX_SANITIZED") != NULL;
+	/* Sanitizers or an emulated CPU (the vsock guest): more time. */
+	e->sanitized = getenv("MUX_SANITIZED") != NULL ||
+	    getenv("MUX_E2E_SLOW") != NULL;
 	snprintf(e->dir, sizeof(e->dir), "/tmp/mux-e2e-XXXXXX");
 	assert_non_null(mkdtemp(e->dir));
 	snprintf(e->conf, sizeof(e->conf), "%s/muxd.conf", e->dir);
 	snprintf(e->agent_sock, sizeof(e->agent_sock), "%s/agent.sock", e->dir);
 	snprintf(e->ctl_sock, sizeof(e->ctl_sock), "%s/ctl.sock", e->dir);
+	e2e_transport_init(e);
 	e2e_current = e;
 	signal(SIGPIPE, SIG_IGN);
 	*state = e;
@@ -154,8 +208,18 @@ e2e_conf(struct e2e *e, const char *extra)
 	FILE *f = fopen(e->conf, "w");
 
 	assert_non_null(f);
-	fprintf(f, "[mux]\ntransport = unix\nagent_path = %s\ncontrol_path = %s\n%s",
-	    e->agent_sock, e->ctl_sock, extra != NULL ? extra : "");
+	if (e->vsock) {
+		fprintf(f, "[mux]\ntransport = vsock\nagent_port = %u\n"
+		    "control_path = %s\n%s", e->agent_port, e->ctl_sock,
+		    extra != NULL ? extra : "");
+		if (extra == NULL ||
+		    strstr(extra, "agent_max_connections_per_vm") == NULL)
+			fprintf(f, "\n[limits]\nagent_max_connections_per_vm = %d\n",
+			    E2E_VSOCK_CONNS_PER_VM);
+	} else
+		fprintf(f, "[mux]\ntransport = unix\nagent_path = %s\n"
+		    "control_path = %s\n%s", e->agent_sock, e->ctl_sock,
+		    extra != NULL ? extra : "");
 	fclose(f);
 }
 
@@ -317,7 +381,7 @@ e2e_run_loadgen(struct e2e *e, const char *name, const char *const extra[])
 	pid_t pid;
 
 	snprintf(bin, sizeof(bin), "%s/mux-loadgen", e->bin);
-	snprintf(connect, sizeof(connect), "unix:%s", e->agent_sock);
+	snprintf(connect, sizeof(connect), "%s", e2e_agent_addr(e));
 	argv[n++] = bin;
 	argv[n++] = "--connect";
 	argv[n++] = connect;
@@ -589,7 +653,7 @@ e2e_raw_agent(struct e2e *e, uint32_t cid)
 	char spec[400], err[256];
 	int fd;
 
-	snprintf(spec, sizeof(spec), "unix:%s", e->agent_sock);
+	snprintf(spec, sizeof(spec), "%s", e2e_agent_addr(e));
 	assert_int_equal(vmci_addr_parse(spec, &addr, err, sizeof(err)), 0);
 	fd = vmci_connect(&addr, cid, err, sizeof(err));
 	if (fd < 0)

@@ -3,6 +3,11 @@
  * (muxd, mux-svm, mux-loadgen, muxctl) from $MUX_BIN over the unix backend
  * in a fresh temporary folder, and every process it starts is ended (by
  * PID) when the test finishes, whatever happens.
+ *
+ * Inside the vsock guest (tests/vsock, docs/vsock.md) the environment says
+ * MUX_E2E_TRANSPORT=vsock: muxd then listens with transport = vsock and
+ * every agent connects to vsock:1:PORT, so all agents are one VM (CID 1).
+ * MUX_E2E_FILTER=GLOB runs only the matching tests of a binary.
  */
 #ifndef MUX_E2E_HARNESS_H
 #define MUX_E2E_HARNESS_H
@@ -16,6 +21,8 @@
 #include <sys/types.h>
 
 #define E2E_MAX_PROCS	32
+#define E2E_VSOCK_CID	1	/* every loopback peer inside the guest */
+#define E2E_VSOCK_CONNS_PER_VM 256	/* all agents share CID 1 there */
 
 struct e2e {
 	char	 dir[256];		/* scratch folder */
@@ -28,6 +35,10 @@ struct e2e {
 	char	 names[E2E_MAX_PROCS][64];
 	int	 npids;
 	int	 sanitized;		/* built with sanitizers: allow more time */
+	/* Transport (see the top): agents reach muxd at agent_addr. */
+	int	 vsock;			/* MUX_E2E_TRANSPORT=vsock */
+	unsigned int agent_port;	/* vsock only */
+	char	 agent_addr[320];	/* "unix:PATH" or "vsock:1:PORT" */
 };
 
 /* One line of a mux-svm --record file. */
@@ -54,8 +65,16 @@ struct sent {
 
 int	 e2e_setup(void **state);
 int	 e2e_teardown(void **state);
-/* Writes muxd.conf: unix transport in the scratch folder, then `extra`. */
+/*
+ * Writes muxd.conf: the transport (unix in the scratch folder, or vsock),
+ * then `extra`. On vsock every agent is CID 1, so unless `extra` sets
+ * agent_max_connections_per_vm it is raised to E2E_VSOCK_CONNS_PER_VM.
+ */
 void	 e2e_conf(struct e2e *, const char *extra);
+/* The address agents and mux-loadgen --connect use: e->agent_addr. */
+const char *e2e_agent_addr(struct e2e *);
+/* In the vsock guest: skips the calling test, saying why (cmocka skip). */
+void	 e2e_skip_on_vsock(struct e2e *, const char *why);
 pid_t	 e2e_spawn(struct e2e *, const char *name, const char *const argv[]);
 pid_t	 e2e_start_muxd(struct e2e *);
 pid_t	 e2e_start_svm(struct e2e *, const char *name, int port,
@@ -81,7 +100,8 @@ size_t	 e2e_read_sent(const char *path, struct sent **out);
 uint64_t e2e_metric(struct e2e *, const char *name_and_labels);
 long	 e2e_rss_kib(pid_t);
 int	 e2e_timeout_ms(struct e2e *, int ms);
-/* A raw agent: connect with the CID line; returns a blocking fd. */
+/* A raw agent: connect (unix: with the CID line; vsock: the kernel says
+ * CID 1 whatever cid is); returns a blocking fd. */
 int	 e2e_raw_agent(struct e2e *, uint32_t cid);
 int	 e2e_send_frame(int fd, const void *body, uint32_t len);
 /* 1 when fd has something to read (or EOF) within timeout_ms. */

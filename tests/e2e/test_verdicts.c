@@ -138,7 +138,7 @@ test_decider_lost(void **state)
 	e2e_start_muxd(e);
 	assert_int_equal(e2e_wait_svms_up(e, 1, 10000), 0);
 	snprintf(bin, sizeof(bin), "%s/mux-loadgen", e->bin);
-	snprintf(conn, sizeof(conn), "unix:%s", e->agent_sock);
+	snprintf(conn, sizeof(conn), "%s", e2e_agent_addr(e));
 	argv[0] = bin; argv[1] = "--connect"; argv[2] = conn; argv[3] = "--json";
 	argv[4] = "--quiet"; argv[5] = "--agents"; argv[6] = "2"; argv[7] = "--rate";
 	argv[8] = "500"; argv[9] = "--duration"; argv[10] = "2"; argv[11] = "--reply-share";

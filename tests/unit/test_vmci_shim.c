@@ -166,6 +166,7 @@ test_listen(struct test_env *e)
 	    e, err, sizeof err);
 	if (e->l == NULL)
 		fail_msg("vmci_listen: %s", err);
+	assert_non_null(strstr(vmci_listener_describe(e->l), "unix backend"));
 }
 
 /* A raw client, so the test controls every byte of the CID line. */

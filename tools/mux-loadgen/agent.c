@@ -106,6 +106,85 @@ agent_violation(struct agent *a, enum lg_err kind, const char *what)
 	agent_close(a, kind, why);
 }
 
+/* --verdict-log word: never empty, no blanks inside ("-" for nothing). */
+static void
+agent_log_word(const char *w)
+{
+	const unsigned char *p = (const unsigned char *)w;
+
+	if (p == NULL || *p == '\0') {
+		putc('-', lg_verdict_log);
+		return;
+	}
+	for (; *p != '\0'; p++)
+		putc(*p <= ' ' || *p == 0x7f ? '_' : *p, lg_verdict_log);
+}
+
+/* The path column: FileEvent.path (unpadded), ProcessEvent.path, or "-". */
+static void
+agent_log_path(const struct pending_ent *e)
+{
+	char path[128];
+
+	if (e->cls == MUX__EVENT_CLASS__FILE) {
+		content_base_path(e->what.file_id, path, sizeof(path));
+		agent_log_word(path);
+	} else if (e->cls == MUX__EVENT_CLASS__PROCESS)
+		agent_log_word(e->what.path);
+	else
+		agent_log_word(NULL);
+}
+
+/*
+ * `cid session event_id class path action reason timed_out latency_us
+ * service_id`, one line per verdict.
+ */
+static void
+agent_log_verdict(struct agent *a, const struct pending_ent *e,
+    const Mux__Verdict *v, uint64_t lat)
+{
+	fprintf(lg_verdict_log, "%u %llu %llu %s ", a->cid,
+	    (unsigned long long)a->session_id,
+	    (unsigned long long)v->event_id, wire_class_name(e->cls));
+	agent_log_path(e);
+	fputs(v->action == MUX__ACTION__ALLOW ? " ALLOW " : " DENY ",
+	    lg_verdict_log);
+	agent_log_word(v->reason);
+	fprintf(lg_verdict_log, " %d %llu ", v->timed_out ? 1 : 0,
+	    (unsigned long long)(lat / 1000));
+	agent_log_word(v->service_id);
+	putc('\n', lg_verdict_log);
+}
+
+/* pending_clear callback: arg is "MISSING" or "LOST" and the agent. */
+struct agent_unanswered {
+	struct agent	*a;
+	const char	*tag;
+};
+
+static void
+agent_log_unanswered(const struct pending_ent *e, void *arg)
+{
+	const struct agent_unanswered *u = arg;
+
+	fprintf(lg_verdict_log, "%s %u %llu %llu\n", u->tag, u->a->cid,
+	    (unsigned long long)u->a->session_id,
+	    (unsigned long long)e->event_id);
+}
+
+/* Pending verdicts of a closed connection: the MUX owes them no more. */
+static void
+agent_lost(struct agent *a)
+{
+	struct agent_unanswered u = { a, "LOST" };
+	uint32_t n;
+
+	n = pending_clear(&a->pending, lg_verdict_log != NULL ?
+	    agent_log_unanswered : NULL, &u);
+	lg_stats.lost_on_close += n;
+	a->vm->lost_on_close += n;
+}
+
 /* Deferred part of a close, and the redial after it. */
 static void
 agent_timer_cb(evutil_socket_t fd, short events, void *arg)
@@ -118,7 +197,7 @@ agent_timer_cb(evutil_socket_t fd, short events, void *arg)
 			bufferevent_free(a->bev);
 			a->bev = NULL;
 		}
-		lg_stats.lost_on_close += pending_clear(&a->pending);
+		agent_lost(a);
 		a->reserved = 0;
 		frame_arena_reset(&a->arena);
 		if (lg_opts.reconnect && lg_phase <= LG_RUN && !a->no_redial) {
@@ -279,7 +358,8 @@ agent_on_solutions(struct agent *a, const Mux__SolutionState *s)
 static void
 agent_on_verdict(struct agent *a, const Mux__Verdict *v, uint64_t now)
 {
-	uint64_t sent_ns, lat;
+	struct pending_ent pe;
+	uint64_t lat;
 
 	if (a->state != AGENT_RUNNING) {
 		agent_violation(a, LG_ERR_PROTOCOL,
@@ -290,13 +370,13 @@ agent_on_verdict(struct agent *a, const Mux__Verdict *v, uint64_t now)
 		agent_violation(a, LG_ERR_PROTOCOL, "Verdict with a bad action");
 		return;
 	}
-	if (pending_take(&a->pending, v->event_id, &sent_ns) == -1) {
+	if (pending_take(&a->pending, v->event_id, &pe) == -1) {
 		stats_error(LG_ERR_VERDICT);
 		agent_log(a, "verdict for event %llu that is not pending",
 		    (unsigned long long)v->event_id);
 		return;
 	}
-	lat = now > sent_ns ? now - sent_ns : 0;
+	lat = now > pe.sent_ns ? now - pe.sent_ns : 0;
 	/*
 	 * Sent before the MUX ingested it, so this latency is an upper bound
 	 * of the MUX's: below the timeout it certainly came early.
@@ -307,7 +387,9 @@ agent_on_verdict(struct agent *a, const Mux__Verdict *v, uint64_t now)
 		    "verdict_timeout_ms %u", (unsigned long long)v->event_id,
 		    (unsigned long long)(lat / 1000000), a->verdict_timeout_ms);
 	}
-	stats_verdict(v->action, v->reason, v->timed_out, lat);
+	stats_verdict(a->vm, v->action, v->reason, v->timed_out, lat);
+	if (lg_verdict_log != NULL)
+		agent_log_verdict(a, &pe, v, lat);
 }
 
 static void
@@ -330,8 +412,16 @@ agent_on_read_file(struct agent *a, const Mux__ReadFileRequest *rq)
 	if (len > WIRE_READ_MAX) {
 		/* The MUX must not ask for more; answer like a guest would. */
 		stats_error(LG_ERR_PROTOCOL);
+		lg_stats.file_read_einval++;
 		agent_log(a, "ReadFileRequest for %u bytes", len);
 		fd.error = EINVAL;
+	} else if (!content_known(rq->file_id, a->cid)) {
+		/* The MUX relays ids from our own events: it mixed them up. */
+		stats_error(LG_ERR_PROTOCOL);
+		lg_stats.file_read_enoent++;
+		agent_log(a, "ReadFileRequest for file id %#llx, not one of ours",
+		    (unsigned long long)rq->file_id);
+		fd.error = ENOENT;
 	} else {
 		/* Leave room for the framing around the data. */
 		room = a->max_frame > LG_FRAME_SLACK ?
@@ -343,6 +433,8 @@ agent_on_read_file(struct agent *a, const Mux__ReadFileRequest *rq)
 		fd.data.data = buf;
 		fd.eof = eof;
 		lg_stats.file_read_bytes += fd.data.len;
+		if (eof)
+			lg_stats.file_read_eofs++;
 	}
 	m.msg_case = MUX__AGENT_MESSAGE__MSG_FILE_DATA;
 	m.file_data = &fd;
@@ -367,9 +459,19 @@ agent_on_remediate(struct agent *a, const Mux__RemediateRequest *rq)
 		return;
 	}
 	lg_stats.remediations++;
+	lg_stats.remediations_by_kind[rq->kind]++;
 	ar.request_id = rq->request_id;
-	ar.ok = 1;
-	ar.message = (char *)"done";
+	if (content_known(rq->file_id, a->cid)) {
+		ar.ok = 1;
+		ar.message = (char *)"done";
+	} else {
+		stats_error(LG_ERR_PROTOCOL);
+		lg_stats.remediations_failed++;
+		agent_log(a, "RemediateRequest for file id %#llx, not one of ours",
+		    (unsigned long long)rq->file_id);
+		ar.ok = 0;
+		ar.message = (char *)"no such file";
+	}
 	m.msg_case = MUX__AGENT_MESSAGE__MSG_ACTION_RESULT;
 	m.action_result = &ar;
 	agent_send(a, &m);
@@ -529,12 +631,17 @@ agent_dial(struct agent *a)
 }
 
 void
-agent_init(struct agent *a, uint32_t idx, uint32_t cid, uint32_t conn)
+agent_init(struct agent *a, uint32_t idx, struct lg_vm *vm, uint32_t conn,
+    double rate)
 {
+	uint32_t cid = vm->cid;
+
 	memset(a, 0, sizeof(*a));
 	a->idx = idx;
 	a->cid = cid;
+	a->vm = vm;
 	a->conn = conn;
+	a->rate = rate;
 	/* Deterministic and easy to put in a vm_map: the CID in the tail. */
 	snprintf(a->uuid, sizeof(a->uuid), "6c676e00-0000-4000-8000-%012x",
 	    cid);
@@ -592,7 +699,7 @@ agent_tick(struct agent *a, uint64_t now, double due)
 			n = (uint64_t)a->credit;
 			a->credit -= (double)n;
 			made = gen_events(a, (uint32_t)n);
-			if (made < n) {
+			if (made < n && !gen_quota_reached(a)) {
 				lg_stats.backpressure_skips++;
 				lg_stats.events_skipped += n - made;
 			}
@@ -616,15 +723,18 @@ agent_quiet(const struct agent *a)
 void
 agent_finish(struct agent *a)
 {
+	struct agent_unanswered u = { a, "MISSING" };
 	uint32_t missing;
 
 	if (a->state == AGENT_RUNNING || a->state == AGENT_WELCOMED) {
-		missing = pending_clear(&a->pending);
+		missing = pending_clear(&a->pending, lg_verdict_log != NULL ?
+		    agent_log_unanswered : NULL, &u);
 		lg_stats.errors[LG_ERR_MISSING] += missing;
+		a->vm->missing += missing;
 		if (missing != 0)
 			agent_log(a, "%u verdict(s) missing", missing);
 	} else
-		lg_stats.lost_on_close += pending_clear(&a->pending);
+		agent_lost(a);
 	/*
 	 * Covers --reconnect runs where the daemon never came up. A signal
 	 * that cut a handshake short is the operator's doing, not the MUX's.

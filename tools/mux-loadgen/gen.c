@@ -11,7 +11,9 @@
  * reply_expected is set only where the protocol allows it (section 2):
  * when an event is to expect a reply its op is drawn from the allowed ones.
  * Login events never may, so the other classes draw replies a little more
- * often and the share of all events still matches --reply-share.
+ * often and the share of all events still matches --reply-share. With
+ * --reply-events N no reply is drawn beyond the N-th of the run, and
+ * generation stops right after it: the run's last event is the N-th.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,8 @@ struct gen_slot {
 	Mux__ProcessEvent	 proc;
 	Mux__LoginEvent		 login;
 	int			 cls;
+	uint64_t		 file_id;	/* for the pending entry */
+	const char		*ppath;		/* process path, static */
 	uint8_t			 laddr[4];
 	uint8_t			 raddr[4];
 	char			 user[32];
@@ -60,10 +64,14 @@ static const char *const gen_net_apps[] = {
 	"/usr/bin/curl", "/usr/lib/firefox/firefox", "/usr/bin/ssh",
 	"/usr/sbin/sshd", "/usr/bin/apt", "/usr/sbin/nginx"
 };
+/* Whole paths, so that a pending entry can point at them. */
 static const char *const gen_bins[] = {
-	"bash", "python3", "curl", "ssh", "tar", "gcc", "vim", "firefox",
-	"git", "make", "perl", "rsync", "scp", "wget", "zip", "node"
+	"/usr/bin/bash", "/usr/bin/python3", "/usr/bin/curl", "/usr/bin/ssh",
+	"/usr/bin/tar", "/usr/bin/gcc", "/usr/bin/vim", "/usr/bin/firefox",
+	"/usr/bin/git", "/usr/bin/make", "/usr/bin/perl", "/usr/bin/rsync",
+	"/usr/bin/scp", "/usr/bin/wget", "/usr/bin/zip", "/usr/bin/node"
 };
+static const char gen_sh[] = "/bin/sh";
 static const uint32_t gen_ports[] = { 80, 443, 22, 53, 3306, 8080 };
 static const char gen_script[] = "#!/bin/sh\nfor f in /tmp/*; do "
     "echo \"$f\"; done\nrm -f /tmp/.cache-*\n";
@@ -251,7 +259,8 @@ static void
 gen_file(struct agent *a, struct gen_slot *s, int reply, uint64_t r)
 {
 	Mux__FileEvent *f = &s->file;
-	uint32_t user = (uint32_t)(r >> 8) % 8, doc = (uint32_t)(r >> 16) % 1000;
+	uint32_t user = (uint32_t)(r >> 8) % LG_USERS;
+	uint32_t doc = (uint32_t)(r >> 16) % LG_DOCS;
 
 	*f = (Mux__FileEvent)MUX__FILE_EVENT__INIT;
 	if (reply)
@@ -265,6 +274,7 @@ gen_file(struct agent *a, struct gen_slot *s, int reply, uint64_t r)
 		f->file_id = content_file_id(a->cid, user, doc);
 		f->process_path = (char *)gen_apps[(r >> 48) % NITEMS(gen_apps)];
 	}
+	s->file_id = f->file_id;
 	content_base_path(f->file_id, s->big, s->bigsz);
 	f->path = s->big;
 	if (f->op == MUX__FILE_EVENT__OP__RENAME) {
@@ -333,7 +343,7 @@ gen_process(struct agent *a, struct gen_slot *s, int reply, uint64_t r)
 {
 	Mux__ProcessEvent *p = &s->proc;
 	const char *bin = gen_bins[(r >> 40) % NITEMS(gen_bins)];
-	uint32_t user = (uint32_t)(r >> 8) % 8;
+	uint32_t user = (uint32_t)(r >> 8) % LG_USERS;
 
 	*p = (Mux__ProcessEvent)MUX__PROCESS_EVENT__INIT;
 	if (reply)
@@ -345,17 +355,17 @@ gen_process(struct agent *a, struct gen_slot *s, int reply, uint64_t r)
 	snprintf(s->user, sizeof(s->user), "user%u", user);
 	p->user = s->user;
 	if (p->op == MUX__PROCESS_EVENT__OP__SCRIPT) {
-		p->path = (char *)"/bin/sh";
+		p->path = (char *)gen_sh;
 		snprintf(s->big, s->bigsz, "sh /home/user%u/cleanup.sh", user);
 		p->script.data = (uint8_t *)gen_script;
 		p->script.len = sizeof(gen_script) - 1;
 		p->script_kind = (char *)"sh";
 	} else {
-		snprintf(s->small, sizeof(s->small), "/usr/bin/%s", bin);
-		p->path = s->small;
-		snprintf(s->big, s->bigsz, "%s /home/user%u/doc%u.txt", bin, user,
-		    (uint32_t)(r >> 48) % 1000);
+		p->path = (char *)bin;
+		snprintf(s->big, s->bigsz, "%s /home/user%u/doc%u.txt",
+		    strrchr(bin, '/') + 1, user, (uint32_t)(r >> 48) % LG_DOCS);
 	}
+	s->ppath = p->path;
 	p->cmdline = s->big;
 	s->ev.body_case = MUX__EVENT__BODY_PROCESS;
 	s->ev.process = p;
@@ -399,7 +409,7 @@ gen_fill(struct agent *a, struct gen_slot *s)
 		x -= lg_opts.mix[cls];
 	}
 	if (cls != MUX__EVENT_CLASS__LOGIN && gen_reply_p > 0 &&
-	    gen_unit(gen_rand(&a->rng)) < gen_reply_p) {
+	    gen_unit(gen_rand(&a->rng)) < gen_reply_p && !gen_quota_reached(a)) {
 		/* A reply is only asked for when its verdict can be tracked. */
 		if (pending_room(&a->pending) > a->reserved) {
 			reply = 1;
@@ -412,6 +422,8 @@ gen_fill(struct agent *a, struct gen_slot *s)
 	s->ev.time_ns = loadgen_realtime_ns();
 	s->ev.reply_expected = reply;
 	s->cls = cls;
+	s->file_id = 0;
+	s->ppath = NULL;
 	switch (cls) {
 	case MUX__EVENT_CLASS__FILE:
 		gen_file(a, s, reply, r);
@@ -440,6 +452,7 @@ gen_flush(struct agent *a, uint32_t n)
 {
 	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
 	Mux__EventBatch b = MUX__EVENT_BATCH__INIT;
+	struct pending_ent pe;
 	struct gen_slot *s;
 	uint64_t now;
 	uint32_t i;
@@ -459,17 +472,26 @@ gen_flush(struct agent *a, uint32_t n)
 		s = gen_order[i];
 		if (s->ev.reply_expected) {
 			a->reserved--;
+			pe.event_id = s->ev.event_id;
+			pe.sent_ns = now;
+			pe.cls = s->cls;
+			if (s->cls == MUX__EVENT_CLASS__FILE)
+				pe.what.file_id = s->file_id;
+			else
+				pe.what.path = s->ppath;
 			/* Room was reserved in gen_fill, so this cannot fail. */
-			if (sent && pending_push(&a->pending, s->ev.event_id,
-			    now) == -1)
+			if (sent && pending_push(&a->pending, &pe) == -1)
 				lg_stats.pending_full++;
 		}
 		if (!sent)
 			continue;
 		lg_stats.sent++;
 		lg_stats.sent_by_class[s->cls]++;
-		if (s->ev.reply_expected)
+		a->vm->sent++;
+		if (s->ev.reply_expected) {
 			lg_stats.reply_expected++;
+			a->vm->reply_expected++;
+		}
 		if (lg_record != NULL)
 			fprintf(lg_record, "%u %llu %llu %s %d\n", a->cid,
 			    (unsigned long long)a->session_id,
@@ -481,10 +503,22 @@ gen_flush(struct agent *a, uint32_t n)
 }
 
 /*
+ * --reply-events reached: counting those sent and those in the frame being
+ * built (only one connection builds at a time, and it flushes before
+ * returning, so no other connection holds reserved slots).
+ */
+int
+gen_quota_reached(const struct agent *a)
+{
+	return lg_opts.reply_events != 0 &&
+	    lg_stats.reply_expected + a->reserved >= lg_opts.reply_events;
+}
+
+/*
  * Make up to n events for a and queue them in as few frames as the limits
  * allow. Stops early once the output buffer passes LG_OUTBUF_MAX, so one
- * tick at a huge rate cannot grow it without bound. Returns how many were
- * made.
+ * tick at a huge rate cannot grow it without bound, and once the
+ * --reply-events quota is met. Returns how many were made.
  */
 uint32_t
 gen_events(struct agent *a, uint32_t n)
@@ -496,6 +530,8 @@ gen_events(struct agent *a, uint32_t n)
 
 	for (i = 0; i < n; i++) {
 		if (k == 0 && evbuffer_get_length(out) > LG_OUTBUF_MAX)
+			break;
+		if (gen_quota_reached(a))
 			break;
 		esz = gen_fill(a, gen_order[k]);
 		add = 1 + gen_varint_len(esz) + esz;

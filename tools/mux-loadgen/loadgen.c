@@ -24,11 +24,13 @@ struct lg_options	 lg_opts;
 struct lg_stats		 lg_stats;
 enum lg_phase		 lg_phase = LG_START;
 FILE			*lg_record;
+FILE			*lg_verdict_log;
 int			 lg_interrupted;
+struct lg_vm		*lg_vms;
+uint32_t		 lg_nvms;
 
 static struct agent	*lg_agents;
 static uint32_t		 lg_nagents;
-static double		 lg_rate_per_conn;
 static uint64_t		 lg_dial_ns;	/* dials done, START begins */
 static uint64_t		 lg_start_ns;	/* RUN begins */
 static uint64_t		 lg_run_end_ns;	/* when RUN ended (early or not) */
@@ -48,12 +50,15 @@ static const char lg_usage[] =
 "           [--mix file=60,network=20,process=15,login=5]\n"
 "           [--reply-share F] [--batch N] [--payload BYTES] [--record FILE]\n"
 "           [--drain-ms MS] [--reconnect] [--seed N]\n"
-"           [--file-content FILE_ID_OR_GLOB=PATH ...]\n"
+"           [--file-content FILE_ID_OR_GLOB=PATH ...] [--file-size BYTES]\n"
+"           [--vm-rate CID=EVENTS_PER_S ...] [--per-vm]\n"
+"           [--reply-events N] [--verdict-log FILE]\n"
 "\n"
 "Simulated thin agents: N VMs (CIDs from --first-cid), K connections each,\n"
 "--rate events/s in total over all connections for --duration seconds,\n"
 "then up to --drain-ms for outstanding verdicts, then a report (with\n"
-"--json its last line is one JSON object). Exit 0 only without errors.\n";
+"--json its last line is one JSON object). Exit 0 only without errors.\n"
+"--vm-rate gives one VM its own rate; the others share --rate.\n";
 
 uint64_t
 loadgen_now_ns(void)
@@ -181,6 +186,31 @@ loadgen_parse_mix(const char *s)
 	}
 }
 
+/* "CID=EVENTS_PER_S"; checked against the VMs of the run later. */
+static void
+loadgen_parse_vm_rate(const char *s)
+{
+	char buf[64], *eq;
+	unsigned i;
+	uint32_t cid;
+
+	if (strlen(s) >= sizeof(buf) || (eq = strchr(s, '=')) == NULL)
+		loadgen_usage_exit("--vm-rate %s: want CID=EVENTS_PER_S", s);
+	if (lg_opts.nvm_rates == LG_VM_RATES_MAX)
+		loadgen_usage_exit("--vm-rate: at most %d of them",
+		    LG_VM_RATES_MAX);
+	memcpy(buf, s, (size_t)(eq - s));
+	buf[eq - s] = '\0';
+	cid = (uint32_t)loadgen_uint("--vm-rate", buf, VMCI_CID_MIN,
+	    VMCI_CID_MAX);
+	for (i = 0; i < lg_opts.nvm_rates; i++)
+		if (lg_opts.vm_rates[i].cid == cid)
+			loadgen_usage_exit("--vm-rate: CID %u given twice", cid);
+	lg_opts.vm_rates[i].cid = cid;
+	lg_opts.vm_rates[i].rate = loadgen_real("--vm-rate", eq + 1, 0, 1e9);
+	lg_opts.nvm_rates++;
+}
+
 enum {
 	OPT_FIRST_CID = 256,
 	OPT_CONNS_PER_VM,
@@ -193,6 +223,11 @@ enum {
 	OPT_FILE_CONTENT,
 	OPT_RECONNECT,
 	OPT_SEED,
+	OPT_VERDICT_LOG,
+	OPT_VM_RATE,
+	OPT_PER_VM,
+	OPT_REPLY_EVENTS,
+	OPT_FILE_SIZE,
 };
 
 static const struct option lg_longopts[] = {
@@ -215,6 +250,11 @@ static const struct option lg_longopts[] = {
 	{ "file-content",	required_argument, NULL, OPT_FILE_CONTENT },
 	{ "reconnect",		no_argument,	   NULL, OPT_RECONNECT },
 	{ "seed",		required_argument, NULL, OPT_SEED },
+	{ "verdict-log",	required_argument, NULL, OPT_VERDICT_LOG },
+	{ "vm-rate",		required_argument, NULL, OPT_VM_RATE },
+	{ "per-vm",		no_argument,	   NULL, OPT_PER_VM },
+	{ "reply-events",	required_argument, NULL, OPT_REPLY_EVENTS },
+	{ "file-size",		required_argument, NULL, OPT_FILE_SIZE },
 	{ NULL,			0,		   NULL, 0 }
 };
 
@@ -222,6 +262,7 @@ static void
 loadgen_parse_args(int argc, char **argv)
 {
 	char err[256];
+	unsigned i;
 	int ch;
 
 	lg_opts.agents = 1;
@@ -233,6 +274,7 @@ loadgen_parse_args(int argc, char **argv)
 	lg_opts.batch = 64;
 	lg_opts.drain_ms = -1;
 	lg_opts.seed = 1;
+	lg_opts.file_size = LG_FILE_SIZE_HASHED;
 	loadgen_parse_mix("file=60,network=20,process=15,login=5");
 
 	while ((ch = getopt_long(argc, argv, "c:n:r:d:jqhV", lg_longopts,
@@ -251,6 +293,7 @@ loadgen_parse_args(int argc, char **argv)
 		case 'd':
 			lg_opts.duration = loadgen_real("--duration", optarg,
 			    0, 1e7);
+			lg_opts.duration_set = 1;
 			break;
 		case 'j':
 			lg_opts.json = 1;
@@ -305,6 +348,23 @@ loadgen_parse_args(int argc, char **argv)
 			lg_opts.seed = loadgen_uint("--seed", optarg, 0,
 			    UINT64_MAX);
 			break;
+		case OPT_VERDICT_LOG:
+			lg_opts.verdict_log = optarg;
+			break;
+		case OPT_VM_RATE:
+			loadgen_parse_vm_rate(optarg);
+			break;
+		case OPT_PER_VM:
+			lg_opts.per_vm = 1;
+			break;
+		case OPT_REPLY_EVENTS:
+			lg_opts.reply_events = loadgen_uint("--reply-events",
+			    optarg, 1, UINT64_MAX);
+			break;
+		case OPT_FILE_SIZE:
+			lg_opts.file_size = loadgen_uint("--file-size", optarg,
+			    0, LG_FILE_SIZE_MAX);
+			break;
 		default:
 			loadgen_usage_exit(NULL);
 		}
@@ -321,6 +381,80 @@ loadgen_parse_args(int argc, char **argv)
 		    VMCI_CID_MAX);
 	if ((uint64_t)lg_opts.agents * lg_opts.conns_per_vm > 1000000)
 		loadgen_usage_exit("more than 1000000 connections");
+	for (i = 0; i < lg_opts.nvm_rates; i++)
+		if (lg_opts.vm_rates[i].cid < lg_opts.first_cid ||
+		    lg_opts.vm_rates[i].cid - lg_opts.first_cid >= lg_opts.agents)
+			loadgen_usage_exit("--vm-rate: CID %u is not one of the "
+			    "run's VMs (%u..%u)", lg_opts.vm_rates[i].cid,
+			    lg_opts.first_cid,
+			    lg_opts.first_cid + lg_opts.agents - 1);
+	if (lg_opts.per_vm && lg_opts.agents > LG_PER_VM_MAX)
+		loadgen_usage_exit("--per-vm: at most %d VMs", LG_PER_VM_MAX);
+	if (lg_opts.reply_events != 0 && lg_opts.reply_share == 0)
+		loadgen_usage_exit("--reply-events needs --reply-share above 0");
+	/* An exact count is the point: no time limit unless one is asked. */
+	if (lg_opts.reply_events != 0 && !lg_opts.duration_set)
+		lg_opts.duration = 1e7;
+}
+
+/*
+ * VMs and their rates: --vm-rate ones get theirs, the others share --rate
+ * evenly. Histograms of their own for --vm-rate VMs, and for all with
+ * --per-vm.
+ */
+static void
+loadgen_setup_vms(void)
+{
+	uint32_t i, calm = lg_opts.agents;
+	unsigned j;
+
+	if ((lg_vms = calloc(lg_opts.agents, sizeof(*lg_vms))) == NULL)
+		loadgen_fatalx("out of memory for %u VMs", lg_opts.agents);
+	lg_nvms = lg_opts.agents;
+	for (i = 0; i < lg_nvms; i++)
+		lg_vms[i].cid = lg_opts.first_cid + i;
+	for (j = 0; j < lg_opts.nvm_rates; j++) {
+		i = lg_opts.vm_rates[j].cid - lg_opts.first_cid;
+		lg_vms[i].override = 1;
+		lg_vms[i].rate = lg_opts.vm_rates[j].rate;
+		calm--;
+	}
+	for (i = 0; i < lg_nvms; i++) {
+		if (!lg_vms[i].override)
+			lg_vms[i].rate = lg_opts.rate / calm;
+		if ((lg_vms[i].override || lg_opts.per_vm) &&
+		    (lg_vms[i].latency = calloc(1,
+		    sizeof(*lg_vms[i].latency))) == NULL)
+			loadgen_fatalx("out of memory for VM histograms");
+	}
+}
+
+/* LG_TICK_MS, or less so that no connection gets over LG_TICK_EVENTS. */
+static unsigned
+loadgen_tick_ms(void)
+{
+	double top = 0;
+	unsigned ms = LG_TICK_MS;
+	uint32_t i;
+
+	for (i = 0; i < lg_nvms; i++)
+		if (lg_vms[i].rate / lg_opts.conns_per_vm > top)
+			top = lg_vms[i].rate / lg_opts.conns_per_vm;
+	while (ms > LG_TICK_MIN_MS && top * ms / 1000 > LG_TICK_EVENTS)
+		ms--;
+	return ms;
+}
+
+static void
+loadgen_free_vms(void)
+{
+	uint32_t i;
+
+	for (i = 0; i < lg_nvms; i++)
+		free(lg_vms[i].latency);
+	free(lg_vms);
+	lg_vms = NULL;
+	lg_nvms = 0;
 }
 
 /* Every connection is one fd; lift the soft limit as far as allowed. */
@@ -395,7 +529,7 @@ static void
 loadgen_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
 	uint64_t now = loadgen_now_ns();
-	double dt, due = 0;
+	double dt;
 	uint32_t i, alive = 0;
 	int quiet = 1;
 
@@ -407,14 +541,17 @@ loadgen_tick_cb(evutil_socket_t fd, short events, void *arg)
 	if (lg_phase == LG_RUN && now >= lg_start_ns +
 	    (uint64_t)(lg_opts.duration * 1e9))
 		loadgen_enter_drain(now);
+	/* Met during the last tick; gen.c has made nothing since. */
+	if (lg_phase == LG_RUN && lg_opts.reply_events != 0 &&
+	    lg_stats.reply_expected >= lg_opts.reply_events)
+		loadgen_enter_drain(now);
 	dt = (double)(now - lg_last_tick_ns) / 1e9;
 	lg_last_tick_ns = now;
 	if (dt > LG_CREDIT_MAX_S)
 		dt = LG_CREDIT_MAX_S;
-	if (lg_phase == LG_RUN)
-		due = lg_rate_per_conn * dt;
 	for (i = 0; i < lg_nagents; i++) {
-		agent_tick(&lg_agents[i], now, due);
+		agent_tick(&lg_agents[i], now,
+		    lg_phase == LG_RUN ? lg_agents[i].rate * dt : 0);
 		if (lg_agents[i].state != AGENT_DONE)
 			alive++;
 		if (lg_phase == LG_DRAIN && quiet && !agent_quiet(&lg_agents[i]))
@@ -447,7 +584,7 @@ loadgen_signal_cb(evutil_socket_t sig, short events, void *arg)
 int
 main(int argc, char **argv)
 {
-	struct timeval tick = { 0, LG_TICK_MS * 1000 };
+	struct timeval tick = { 0, 0 };
 	struct timeval prog = { LG_PROGRESS_MS / 1000, 0 };
 	char err[256];
 	double run_s;
@@ -458,7 +595,8 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	lg_nagents = lg_opts.agents * lg_opts.conns_per_vm;
 	loadgen_raise_nofile((uint64_t)lg_nagents + 64);
-	lg_rate_per_conn = lg_opts.rate / lg_nagents;
+	loadgen_setup_vms();
+	tick.tv_usec = (suseconds_t)loadgen_tick_ms() * 1000;
 	lg_progress = !lg_opts.quiet && isatty(STDERR_FILENO);
 
 	if ((lg_base = event_base_new()) == NULL)
@@ -469,6 +607,12 @@ main(int argc, char **argv)
 		if ((lg_record = fopen(lg_opts.record, "w")) == NULL)
 			loadgen_fatalx("%s: %s", lg_opts.record, strerror(errno));
 		setvbuf(lg_record, NULL, _IOFBF, 1024 * 1024);
+	}
+	if (lg_opts.verdict_log != NULL) {
+		if ((lg_verdict_log = fopen(lg_opts.verdict_log, "w")) == NULL)
+			loadgen_fatalx("%s: %s", lg_opts.verdict_log,
+			    strerror(errno));
+		setvbuf(lg_verdict_log, NULL, _IOFBF, 1024 * 1024);
 	}
 	if ((lg_agents = calloc(lg_nagents, sizeof(*lg_agents))) == NULL)
 		loadgen_fatalx("out of memory for %u connections", lg_nagents);
@@ -489,8 +633,9 @@ main(int argc, char **argv)
 	}
 
 	for (i = 0; i < lg_nagents; i++)
-		agent_init(&lg_agents[i], i, lg_opts.first_cid +
-		    i / lg_opts.conns_per_vm, i % lg_opts.conns_per_vm);
+		agent_init(&lg_agents[i], i, &lg_vms[i / lg_opts.conns_per_vm],
+		    i % lg_opts.conns_per_vm,
+		    lg_vms[i / lg_opts.conns_per_vm].rate / lg_opts.conns_per_vm);
 	for (i = 0; i < lg_nagents; i++)
 		agent_start(&lg_agents[i]);
 	lg_dial_ns = lg_start_ns = lg_last_tick_ns = loadgen_now_ns();
@@ -505,6 +650,11 @@ main(int argc, char **argv)
 		stats_error(LG_ERR_SEND);
 	}
 	lg_record = NULL;
+	if (lg_verdict_log != NULL && fclose(lg_verdict_log) != 0) {
+		loadgen_log("%s: %s", lg_opts.verdict_log, strerror(errno));
+		stats_error(LG_ERR_SEND);
+	}
+	lg_verdict_log = NULL;
 	stats_report(stdout, run_s, lg_opts.json);
 	nerr = stats_errors_total();
 
@@ -514,6 +664,7 @@ main(int argc, char **argv)
 	if (lg_progress_ev != NULL)
 		event_free(lg_progress_ev);
 	free(lg_agents);
+	loadgen_free_vms();
 	gen_free();
 	content_free();
 	event_base_free(lg_base);

@@ -13,11 +13,16 @@
  * START lasts until every connection is welcomed (or stopped), at most
  * LG_START_WAIT_MS, so that all of them begin together and the achieved
  * rate is not diluted by a thousand handshakes.
- * In RUN a 10 ms tick hands every welcomed connection its share of --rate
- * (fractions carried over) and gen.c packs that many events into EventBatch
- * frames. In DRAIN nothing new is generated; the run ends as soon as every
- * connection has its verdicts and an empty output buffer, or at the drain
- * deadline, whichever comes first.
+ * In RUN a tick hands every welcomed connection its share of its VM's rate
+ * (fractions carried over) and gen.c packs that many events into
+ * EventBatch frames. The tick is 10 ms, shorter (down to 1 ms) when a
+ * connection would get more than LG_TICK_EVENTS per tick: a flooding guest
+ * sends all the time, not in lumps that other VMs' events queue behind. A VM's rate is its --vm-rate, or an even share of
+ * --rate among the VMs without one. RUN ends after --duration, or once
+ * --reply-events events with reply_expected are sent. In DRAIN nothing new
+ * is generated; the run ends as soon as every connection has its verdicts
+ * and an empty output buffer, or at the drain deadline, whichever comes
+ * first.
  *
  * Files, and the prefix of their functions:
  *   loadgen.c   loadgen_*  options, start-up, phases, the ticks, exit code
@@ -45,6 +50,8 @@
 #define LG_AGENT_VERSION	"mux-loadgen/" MUX_VERSION
 
 #define LG_TICK_MS		10	/* generation and housekeeping period */
+#define LG_TICK_MIN_MS		1	/* ... for the busiest connections */
+#define LG_TICK_EVENTS		256	/* most events per connection per tick */
 #define LG_PROGRESS_MS		1000
 #define LG_START_WAIT_MS	2000	/* longest START phase */
 /* Back-pressure: above this much unsent output a connection is skipped. */
@@ -71,6 +78,14 @@
 #define LG_PENDING_MAX		(1u << 17)
 #define LG_LOG_MAX		50	/* per-connection log lines, then quiet */
 #define LG_CONTENT_FILE_MAX	(16u * 1024u * 1024u)
+/* Generated files: /home/user<0..LG_USERS-1>/doc<0..LG_DOCS-1>.<ext>. */
+#define LG_USERS		8
+#define LG_DOCS			1000
+#define LG_FILE_SIZE_MAX	(UINT64_C(1) << 40)	/* upper bound of --file-size */
+#define LG_FILE_SIZE_HASHED	UINT64_MAX	/* no --file-size: 1..80 KiB */
+#define LG_VM_RATES_MAX		64	/* --vm-rate options */
+/* --per-vm keeps a histogram per VM (about 30 KiB, mostly untouched). */
+#define LG_PER_VM_MAX		4096
 #define LG_REASONS_MAX		32	/* distinct verdict reasons kept */
 #define LG_REASON_LEN		48
 
@@ -120,6 +135,16 @@ struct lg_options {
 	uint32_t	 batch;		/* most events per frame */
 	uint32_t	 payload;	/* target event size, 0: natural */
 	const char	*record;
+	const char	*verdict_log;
+	struct {
+		uint32_t cid;
+		double	 rate;		/* events/s, all its connections */
+	}		 vm_rates[LG_VM_RATES_MAX];
+	unsigned	 nvm_rates;
+	int		 per_vm;	/* report every VM, not only --vm-rate ones */
+	uint64_t	 reply_events;	/* stop after this many; 0: no limit */
+	int		 duration_set;
+	uint64_t	 file_size;	/* LG_FILE_SIZE_HASHED: from the id */
 	long		 drain_ms;	/* -1: verdict timeout + slack */
 	int		 json;
 	int		 quiet;
@@ -158,9 +183,16 @@ struct lg_stats {
 	uint64_t	 disconnects;	/* closes by the MUX, counted or not */
 	uint64_t	 redials;
 	uint64_t	 lost_on_close;	/* pending when its connection closed */
+	uint64_t	 flood;		/* verdicts with reason "flood" */
+	struct lg_hist	 latency_calm;	/* VMs without --vm-rate only */
 	uint64_t	 file_reads;
 	uint64_t	 file_read_bytes;
+	uint64_t	 file_read_eofs;	/* answers with eof set */
+	uint64_t	 file_read_einval;	/* length over 32 KiB */
+	uint64_t	 file_read_enoent;	/* file id we never made */
 	uint64_t	 remediations;
+	uint64_t	 remediations_by_kind[MUX__REMEDIATION_KIND__DENY_ACCESS + 1];
+	uint64_t	 remediations_failed;	/* unknown file id: ok = false */
 	uint64_t	 solution_updates;
 	uint64_t	 solution_generation;	/* highest seen */
 	char		 solutions[256];	/* that state, for the report */
@@ -171,11 +203,36 @@ struct lg_stats {
 	uint64_t	 pending_full;	/* ring full: sent without reply */
 };
 
-/* One pending-verdict entry; sent_ns PENDING_ANSWERED once answered. */
+/* One VM: its rate and what happened to its events. */
+struct lg_vm {
+	uint32_t	 cid;
+	int		 override;	/* its rate came from --vm-rate */
+	double		 rate;		/* events/s, all its connections */
+	uint64_t	 sent;
+	uint64_t	 reply_expected;
+	uint64_t	 verdicts;
+	uint64_t	 allow;
+	uint64_t	 deny;
+	uint64_t	 flood;
+	uint64_t	 timed_out;
+	uint64_t	 missing;
+	uint64_t	 lost_on_close;
+	struct lg_hist	*latency;	/* NULL: not reported on its own */
+};
+
+/*
+ * One pending-verdict entry; sent_ns PENDING_ANSWERED once answered. What
+ * the event was about is kept for --verdict-log.
+ */
 #define PENDING_ANSWERED	UINT64_MAX
 struct pending_ent {
 	uint64_t	 event_id;
 	uint64_t	 sent_ns;
+	union {
+		uint64_t	 file_id;	/* cls FILE: path from content.c */
+		const char	*path;		/* cls PROCESS: a static string */
+	}		 what;
+	int		 cls;
 };
 
 /* Ring ordered by event_id; indices free-running, compared by difference. */
@@ -200,6 +257,8 @@ struct agent {
 	uint32_t	 idx;		/* connection number, 0-based */
 	uint32_t	 cid;
 	uint32_t	 conn;		/* connection number within its VM */
+	struct lg_vm	*vm;
+	double		 rate;		/* events/s of this connection */
 	enum agent_state state;
 	struct bufferevent *bev;
 	struct event	*timer;		/* deferred close, then redial */
@@ -230,6 +289,9 @@ extern struct lg_options lg_opts;
 extern struct lg_stats	 lg_stats;
 extern enum lg_phase	 lg_phase;
 extern FILE		*lg_record;
+extern FILE		*lg_verdict_log;
+extern struct lg_vm	*lg_vms;
+extern uint32_t		 lg_nvms;
 extern int		 lg_interrupted;	/* SIGINT/SIGTERM seen */
 
 /* loadgen.c */
@@ -240,7 +302,8 @@ void	 loadgen_fatalx(const char *, ...)
 	     __attribute__((format(printf, 1, 2), noreturn));
 
 /* agent.c */
-void	 agent_init(struct agent *, uint32_t idx, uint32_t cid, uint32_t conn);
+void	 agent_init(struct agent *, uint32_t idx, struct lg_vm *, uint32_t conn,
+	     double rate);
 void	 agent_start(struct agent *);
 void	 agent_tick(struct agent *, uint64_t now, double due);
 int	 agent_quiet(const struct agent *);
@@ -251,12 +314,14 @@ int	 agent_send(struct agent *, Mux__AgentMessage *);
 int	 gen_init(char *err, size_t errlen);
 void	 gen_free(void);
 uint32_t gen_events(struct agent *, uint32_t n);
+int	 gen_quota_reached(const struct agent *);
 
 /* pending.c */
-int	 pending_push(struct pending *, uint64_t event_id, uint64_t sent_ns);
-int	 pending_take(struct pending *, uint64_t event_id, uint64_t *sent_ns);
+int	 pending_push(struct pending *, const struct pending_ent *);
+int	 pending_take(struct pending *, uint64_t event_id, struct pending_ent *);
 uint32_t pending_room(const struct pending *);
-uint32_t pending_clear(struct pending *);
+uint32_t pending_clear(struct pending *,
+	     void (*)(const struct pending_ent *, void *), void *);
 void	 pending_free(struct pending *);
 
 /* content.c */
@@ -265,6 +330,7 @@ void	 content_free(void);
 uint64_t content_file_id(uint32_t cid, uint32_t user, uint32_t doc);
 uint64_t content_bin_id(uint32_t cid, uint32_t bin);
 size_t	 content_base_path(uint64_t file_id, char *buf, size_t len);
+int	 content_known(uint64_t file_id, uint32_t cid);
 uint64_t content_size(uint64_t file_id);
 uint32_t content_read(uint64_t file_id, uint64_t offset, uint8_t *buf,
 	     uint32_t len, int *eof);
@@ -272,8 +338,8 @@ uint32_t content_read(uint64_t file_id, uint64_t offset, uint8_t *buf,
 /* stats.c */
 void	 stats_hist_add(struct lg_hist *, uint64_t);
 uint64_t stats_hist_quantile(const struct lg_hist *, double);
-void	 stats_verdict(int action, const char *reason, int timed_out,
-	     uint64_t latency_ns);
+void	 stats_verdict(struct lg_vm *, int action, const char *reason,
+	     int timed_out, uint64_t latency_ns);
 void	 stats_error(enum lg_err);
 uint64_t stats_errors_total(void);
 const char *stats_error_name(enum lg_err);

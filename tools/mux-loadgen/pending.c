@@ -47,15 +47,11 @@ pending_grow(struct pending *p)
 }
 
 int
-pending_push(struct pending *p, uint64_t event_id, uint64_t sent_ns)
+pending_push(struct pending *p, const struct pending_ent *ent)
 {
-	struct pending_ent *e;
-
 	if (p->head - p->tail == p->cap && pending_grow(p) == -1)
 		return -1;
-	e = pending_at(p, p->head++);
-	e->event_id = event_id;
-	e->sent_ns = sent_ns;
+	*pending_at(p, p->head++) = *ent;
 	p->live++;
 	return 0;
 }
@@ -68,11 +64,11 @@ pending_room(const struct pending *p)
 }
 
 /*
- * Answer event_id: 0 and its send time, -1 when it is not pending (never
- * sent with reply_expected, or already answered).
+ * Answer event_id: 0 and a copy of its entry, -1 when it is not pending
+ * (never sent with reply_expected, or already answered).
  */
 int
-pending_take(struct pending *p, uint64_t event_id, uint64_t *sent_ns)
+pending_take(struct pending *p, uint64_t event_id, struct pending_ent *out)
 {
 	struct pending_ent *e;
 	uint32_t lo = 0, hi = p->head - p->tail, mid;
@@ -83,7 +79,7 @@ pending_take(struct pending *p, uint64_t event_id, uint64_t *sent_ns)
 		if (e->event_id == event_id) {
 			if (e->sent_ns == PENDING_ANSWERED)
 				return -1;
-			*sent_ns = e->sent_ns;
+			*out = *e;
 			e->sent_ns = PENDING_ANSWERED;
 			p->live--;
 			/* Drop the answered prefix so the ring does not fill. */
@@ -100,11 +96,22 @@ pending_take(struct pending *p, uint64_t event_id, uint64_t *sent_ns)
 	return -1;
 }
 
-/* Forget everything (the connection closed); returns the unanswered. */
+/*
+ * Forget everything (the connection closed, or the run ended); fn, when
+ * not NULL, sees each unanswered entry first. Returns how many there were.
+ */
 uint32_t
-pending_clear(struct pending *p)
+pending_clear(struct pending *p, void (*fn)(const struct pending_ent *,
+    void *), void *arg)
 {
-	uint32_t live = p->live;
+	uint32_t live = p->live, i;
+	const struct pending_ent *e;
+
+	for (i = p->tail; fn != NULL && i != p->head; i++) {
+		e = pending_at(p, i);
+		if (e->sent_ns != PENDING_ANSWERED)
+			fn(e, arg);
+	}
 
 	p->head = p->tail = 0;
 	p->live = 0;

@@ -7,6 +7,11 @@
  * into 64 buckets, so a quantile is off by at most 1/64 and recording
  * costs a few instructions. Quantiles report a bucket's upper edge (never
  * below the truth), capped by the exact maximum.
+ *
+ * Besides the run's histogram there is one over the VMs without --vm-rate
+ * (the calm ones, reported as *_excluding_flooders) and one per VM for
+ * --vm-rate VMs (all VMs with --per-vm), so a run can flood one VM and
+ * show what that did to the others.
  */
 #include <math.h>
 #include <string.h>
@@ -27,6 +32,12 @@ static const char *const stats_err_names[LG_ERR_COUNT] = {
 	[LG_ERR_EARLY_TIMEOUT] = "early_timeout",
 	[LG_ERR_SEND] = "send",
 	[LG_ERR_NEVER_CONNECTED] = "never_connected",
+};
+
+static const char *const stats_remediation_names[] = {
+	[MUX__REMEDIATION_KIND__DELETE] = "delete",
+	[MUX__REMEDIATION_KIND__QUARANTINE] = "quarantine",
+	[MUX__REMEDIATION_KIND__DENY_ACCESS] = "deny_access",
 };
 
 static int stats_progress_shown;
@@ -112,22 +123,36 @@ stats_error_name(enum lg_err kind)
 }
 
 void
-stats_verdict(int action, const char *reason, int timed_out,
-    uint64_t latency_ns)
+stats_verdict(struct lg_vm *vm, int action, const char *reason,
+    int timed_out, uint64_t latency_ns)
 {
 	struct lg_stats *s = &lg_stats;
 	unsigned i;
 
-	s->verdicts++;
-	if (action == MUX__ACTION__ALLOW)
-		s->allow++;
-	else
-		s->deny++;
-	if (timed_out)
-		s->timed_out++;
-	stats_hist_add(&s->latency, latency_ns);
 	if (reason == NULL)
 		reason = "";
+	s->verdicts++;
+	vm->verdicts++;
+	if (action == MUX__ACTION__ALLOW) {
+		s->allow++;
+		vm->allow++;
+	} else {
+		s->deny++;
+		vm->deny++;
+	}
+	if (timed_out) {
+		s->timed_out++;
+		vm->timed_out++;
+	}
+	if (strcmp(reason, "flood") == 0) {
+		s->flood++;
+		vm->flood++;
+	}
+	stats_hist_add(&s->latency, latency_ns);
+	if (!vm->override)
+		stats_hist_add(&s->latency_calm, latency_ns);
+	if (vm->latency != NULL)
+		stats_hist_add(vm->latency, latency_ns);
 	for (i = 0; i < s->nreasons; i++) {
 		if (strcmp(s->reasons[i].name, reason) == 0) {
 			s->reasons[i].n++;
@@ -197,6 +222,52 @@ stats_json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* Sum of the VMs' rates: --rate plus what --vm-rate added. */
+static double
+stats_target_rate(void)
+{
+	double r = 0;
+	uint32_t i;
+
+	for (i = 0; i < lg_nvms; i++)
+		r += lg_vms[i].rate;
+	return r;
+}
+
+/* The VMs reported one by one: --vm-rate ones, or all with --per-vm. */
+static int
+stats_vm_reported(const struct lg_vm *vm)
+{
+	return vm->latency != NULL;
+}
+
+static void
+stats_text_vms(FILE *f, double run_s)
+{
+	const struct lg_vm *vm;
+	uint32_t i;
+
+	for (i = 0; i < lg_nvms; i++) {
+		vm = &lg_vms[i];
+		if (!stats_vm_reported(vm))
+			continue;
+		fprintf(f, "  cid %-6u %s%.0f ev/s: sent %llu (%.1f ev/s), "
+		    "%llu reply, %llu verdicts (%llu flood, %llu deny, %llu "
+		    "timed out), %llu missing; p50 %.1f p99 %.1f us\n", vm->cid,
+		    vm->override ? "--vm-rate " : "",
+		    vm->rate, (unsigned long long)vm->sent,
+		    run_s > 0 ? (double)vm->sent / run_s : 0.0,
+		    (unsigned long long)vm->reply_expected,
+		    (unsigned long long)vm->verdicts,
+		    (unsigned long long)vm->flood,
+		    (unsigned long long)vm->deny,
+		    (unsigned long long)vm->timed_out,
+		    (unsigned long long)vm->missing,
+		    stats_us(stats_hist_quantile(vm->latency, 0.50)),
+		    stats_us(stats_hist_quantile(vm->latency, 0.99)));
+	}
+}
+
 static void
 stats_text(FILE *f, double run_s)
 {
@@ -208,7 +279,7 @@ stats_text(FILE *f, double run_s)
 	fprintf(f, "mux-loadgen %s: %s, %u VM(s) x %u connection(s)\n",
 	    MUX_VERSION, lg_opts.connect, lg_opts.agents, lg_opts.conns_per_vm);
 	fprintf(f, "run         %.2f s, target %.0f events/s, achieved %.1f "
-	    "events/s\n", run_s, lg_opts.rate,
+	    "events/s\n", run_s, stats_target_rate(),
 	    run_s > 0 ? (double)s->sent / run_s : 0.0);
 	fprintf(f, "connections %llu welcomed (%llu sessions, %llu redials, "
 	    "%llu connect errors, %llu rejects, %llu disconnects)\n",
@@ -240,11 +311,29 @@ stats_text(FILE *f, double run_s)
 	    stats_us(stats_hist_quantile(h, 0.50)),
 	    stats_us(stats_hist_quantile(h, 0.90)),
 	    stats_us(stats_hist_quantile(h, 0.99)), stats_us(h->max));
-	fprintf(f, "requests    %llu file reads (%llu bytes), "
-	    "%llu remediations\n",
+	if (lg_opts.nvm_rates != 0) {
+		h = &s->latency_calm;
+		fprintf(f, "  without --vm-rate VMs  p50 %.1f  p90 %.1f  p99 %.1f"
+		    "  max %.1f\n", stats_us(stats_hist_quantile(h, 0.50)),
+		    stats_us(stats_hist_quantile(h, 0.90)),
+		    stats_us(stats_hist_quantile(h, 0.99)), stats_us(h->max));
+	}
+	stats_text_vms(f, run_s);
+	fprintf(f, "requests    %llu file reads (%llu bytes, %llu at eof, "
+	    "%llu EINVAL, %llu ENOENT), %llu remediations (",
 	    (unsigned long long)s->file_reads,
 	    (unsigned long long)s->file_read_bytes,
+	    (unsigned long long)s->file_read_eofs,
+	    (unsigned long long)s->file_read_einval,
+	    (unsigned long long)s->file_read_enoent,
 	    (unsigned long long)s->remediations);
+	for (i = MUX__REMEDIATION_KIND__DELETE;
+	    i <= MUX__REMEDIATION_KIND__DENY_ACCESS; i++)
+		fprintf(f, "%s%s %llu", i == MUX__REMEDIATION_KIND__DELETE ?
+		    "" : ", ", stats_remediation_names[i],
+		    (unsigned long long)s->remediations_by_kind[i]);
+	fprintf(f, ", %llu failed)\n",
+	    (unsigned long long)s->remediations_failed);
 	fprintf(f, "solutions   %llu updates, generation %llu: %s\n",
 	    (unsigned long long)s->solution_updates,
 	    (unsigned long long)s->solution_generation,
@@ -266,6 +355,45 @@ stats_text(FILE *f, double run_s)
 			    (unsigned long long)s->errors[i]);
 }
 
+/* "CID":{...} for each VM reported one by one. */
+static void
+stats_json_vms(FILE *f, double run_s)
+{
+	const struct lg_vm *vm;
+	const char *sep = "";
+	uint32_t i;
+
+	for (i = 0; i < lg_nvms; i++) {
+		vm = &lg_vms[i];
+		if (!stats_vm_reported(vm))
+			continue;
+		fprintf(f, "%s\"%u\":{\"vm_rate\":%s,\"target_rate\":%.1f,"
+		    "\"sent\":%llu,\"events_per_sec\":%.1f,"
+		    "\"reply_expected\":%llu,\"verdicts\":%llu,\"allow\":%llu,"
+		    "\"deny\":%llu,\"flood\":%llu,\"timed_out\":%llu,"
+		    "\"missing\":%llu,\"lost_on_close\":%llu,"
+		    "\"latency_us_p50\":%llu,\"latency_us_p99\":%llu,"
+		    "\"latency_us_max\":%llu}", sep, vm->cid,
+		    vm->override ? "true" : "false", vm->rate,
+		    (unsigned long long)vm->sent,
+		    run_s > 0 ? (double)vm->sent / run_s : 0.0,
+		    (unsigned long long)vm->reply_expected,
+		    (unsigned long long)vm->verdicts,
+		    (unsigned long long)vm->allow,
+		    (unsigned long long)vm->deny,
+		    (unsigned long long)vm->flood,
+		    (unsigned long long)vm->timed_out,
+		    (unsigned long long)vm->missing,
+		    (unsigned long long)vm->lost_on_close,
+		    (unsigned long long)(stats_hist_quantile(vm->latency,
+		    0.50) / 1000),
+		    (unsigned long long)(stats_hist_quantile(vm->latency,
+		    0.99) / 1000),
+		    (unsigned long long)(vm->latency->max / 1000));
+		sep = ",";
+	}
+}
+
 static void
 stats_json(FILE *f, double run_s)
 {
@@ -284,11 +412,18 @@ stats_json(FILE *f, double run_s)
 	fprintf(f, "\"events_per_sec\":%.1f,",
 	    run_s > 0 ? (double)s->sent / run_s : 0.0);
 	fprintf(f, "\"run_seconds\":%.3f,", run_s);
-	fprintf(f, "\"target_rate\":%.1f,", lg_opts.rate);
+	fprintf(f, "\"target_rate\":%.1f,", stats_target_rate());
 	U("latency_us_p50", stats_hist_quantile(h, 0.50) / 1000);
 	U("latency_us_p90", stats_hist_quantile(h, 0.90) / 1000);
 	U("latency_us_p99", stats_hist_quantile(h, 0.99) / 1000);
 	U("latency_us_max", h->max / 1000);
+	h = &s->latency_calm;
+	U("latency_us_p50_excluding_flooders", stats_hist_quantile(h, 0.50) / 1000);
+	U("latency_us_p90_excluding_flooders", stats_hist_quantile(h, 0.90) / 1000);
+	U("latency_us_p99_excluding_flooders", stats_hist_quantile(h, 0.99) / 1000);
+	U("latency_us_max_excluding_flooders", h->max / 1000);
+	U("verdicts_excluding_flooders", h->count);
+	U("flood", s->flood);
 	U("allow", s->allow);
 	U("deny", s->deny);
 	U("timed_out", s->timed_out);
@@ -305,7 +440,11 @@ stats_json(FILE *f, double run_s)
 	U("lost_on_close", s->lost_on_close);
 	U("file_reads", s->file_reads);
 	U("file_read_bytes", s->file_read_bytes);
+	U("file_read_eofs", s->file_read_eofs);
+	U("file_read_einval", s->file_read_einval);
+	U("file_read_enoent", s->file_read_enoent);
 	U("remediations", s->remediations);
+	U("remediations_failed", s->remediations_failed);
 	U("solution_updates", s->solution_updates);
 	U("solution_generation", s->solution_generation);
 	U("heartbeats_sent", s->heartbeats_sent);
@@ -333,10 +472,19 @@ stats_json(FILE *f, double run_s)
 	stats_json_string(f, s->last_reject);
 	fputs(",\"solutions\":", f);
 	stats_json_string(f, s->solutions);
-	fputs(",\"errors_by_kind\":{", f);
+	fputs(",\"remediations_by_kind\":{", f);
+	for (i = MUX__REMEDIATION_KIND__DELETE;
+	    i <= MUX__REMEDIATION_KIND__DENY_ACCESS; i++)
+		fprintf(f, "%s\"%s\":%llu", i == MUX__REMEDIATION_KIND__DELETE ?
+		    "" : ",", stats_remediation_names[i],
+		    (unsigned long long)s->remediations_by_kind[i]);
+	fputs("},\"errors_by_kind\":{", f);
 	for (i = 0; i < LG_ERR_COUNT; i++)
 		fprintf(f, "%s\"%s\":%llu", i == 0 ? "" : ",",
 		    stats_err_names[i], (unsigned long long)s->errors[i]);
+	/* Last, so that a search for a top-level key never lands in here. */
+	fputs("},\"per_vm\":{", f);
+	stats_json_vms(f, run_s);
 	fputs("}}\n", f);
 }
 

@@ -8,6 +8,10 @@
  *                                   close                      |
  *                                                   Ack after each batch
  *
+ * FileData goes to the read engine (svm-read.c), ActionResult to the
+ * policy (remediation). A close abandons the connection's file jobs at
+ * once (svm_read_conn_abandon), so nothing of it runs after it.
+ *
  * Anything a MUX sends that the protocol does not allow in the current
  * state, or that does not decode, is a protocol error: counted, one log
  * line, and that connection only is closed (the MUX redials).
@@ -88,12 +92,14 @@ svm_conn_close(struct svm_conn *c, const char *why)
 	event_del(c->drain_ev);
 	event_del(c->timer_ev);
 	event_del(c->ack_ev);
+	svm_read_conn_abandon(c->reads);
 	svm_reap_later();
 }
 
 void
 svm_conn_free(struct svm_conn *c)
 {
+	svm_read_conn_free(c->reads);
 	svm_policy_conn_free(c->policy);
 	event_free(c->drain_ev);
 	event_free(c->timer_ev);
@@ -152,6 +158,43 @@ svm_conn_send_verdict(struct svm_conn *c, uint64_t seq, int deny,
 	svm_stats.verdicts_sent++;
 	if (deny)
 		svm_stats.deny_sent++;
+	return 0;
+}
+
+int
+svm_conn_send_read_file(struct svm_conn *c, uint64_t request_id, uint64_t seq,
+    uint64_t offset, uint32_t length)
+{
+	Mux__SvmToMux m = MUX__SVM_TO_MUX__INIT;
+	Mux__SvmReadFile r = MUX__SVM_READ_FILE__INIT;
+
+	r.request_id = request_id;
+	r.seq = seq;
+	r.offset = offset;
+	r.length = length;
+	m.msg_case = MUX__SVM_TO_MUX__MSG_READ_FILE;
+	m.read_file = &r;
+	if (svm_conn_send(c, &m) != 0)
+		return -1;
+	svm_stats.file_reads++;
+	return 0;
+}
+
+int
+svm_conn_send_remediate(struct svm_conn *c, uint64_t request_id, uint64_t seq,
+    int kind)
+{
+	Mux__SvmToMux m = MUX__SVM_TO_MUX__INIT;
+	Mux__SvmRemediate r = MUX__SVM_REMEDIATE__INIT;
+
+	r.request_id = request_id;
+	r.seq = seq;
+	r.kind = (Mux__RemediationKind)kind;
+	m.msg_case = MUX__SVM_TO_MUX__MSG_REMEDIATE;
+	m.remediate = &r;
+	if (svm_conn_send(c, &m) != 0)
+		return -1;
+	svm_stats.remediations_sent++;
 	return 0;
 }
 
@@ -379,6 +422,7 @@ svm_conn_on_batch(struct svm_conn *c, const Mux__DeliveryBatch *b)
 	const char *why;
 	size_t i;
 	uint64_t now;
+	int redo;
 
 	/* Checked whole first, so a bad batch is never half processed. */
 	if ((why = svm_conn_batch_check(b)) != NULL) {
@@ -399,26 +443,32 @@ svm_conn_on_batch(struct svm_conn *c, const Mux__DeliveryBatch *b)
 		case SVM_CHECK_DUPLICATE:
 			/* Decided before the reconnect: acknowledged only. */
 			svm_stats.duplicates++;
+			svm_state_processed(c->resume, c->track.epoch, d->seq);
 			if (d->seq > c->processed)
 				c->processed = d->seq;
 			continue;
 		case SVM_CHECK_NEW:
 			break;
 		}
-		now = svm_mono_ns();
-		if (svm_stats.first_rx_ns == 0)
-			svm_stats.first_rx_ns = now;
-		svm_stats.last_rx_ns = now;
-		svm_stats.received++;
-		svm_conn_latency(d);
-		if (svm_record != NULL)
-			svm_conn_record_delivery(d);
-		svm_state_processed(c->resume, c->track.epoch, d->seq);
-		if (d->event->reply_expected) {
-			svm_stats.reply_expected++;
-			if (svm_opt.verdicts)
-				svm_policy_delivery(c->policy, d);
+		/* A file job a closed connection abandoned: done again. */
+		redo = svm_state_is_open(c->resume, c->track.epoch, d->seq);
+		if (redo)
+			svm_stats.redelivered++;
+		else {
+			now = svm_mono_ns();
+			if (svm_stats.first_rx_ns == 0)
+				svm_stats.first_rx_ns = now;
+			svm_stats.last_rx_ns = now;
+			svm_stats.received++;
+			svm_conn_latency(d);
+			if (svm_record != NULL)
+				svm_conn_record_delivery(d);
+			if (d->event->reply_expected)
+				svm_stats.reply_expected++;
 		}
+		/* The policy first: a file job opens its seq (svm-state.c). */
+		svm_policy_delivery(c->policy, d);
+		svm_state_processed(c->resume, c->track.epoch, d->seq);
 		c->processed = d->seq;
 		if (svm_opt.process_us != 0) {
 			c->sleep_debt_us += (int64_t)svm_opt.process_us;
@@ -529,7 +579,7 @@ svm_conn_dispatch(struct svm_conn *c, const Mux__MuxToSvm *m)
 		if (!registered)
 			break;
 		svm_stats.file_data++;
-		svm_policy_file_data(c->policy, m->file_data);
+		svm_read_file_data(c->reads, m->file_data);
 		return;
 	case MUX__MUX_TO_SVM__MSG_ACTION_RESULT:
 		if (!registered)
@@ -699,8 +749,9 @@ svm_conn_accept(int fd, const struct sockaddr *sa, int salen)
 	c->timer_ev = event_new(svm_base, -1, EV_PERSIST, svm_conn_timer_cb, c);
 	c->ack_ev = evtimer_new(svm_base, svm_conn_ack_cb, c);
 	c->policy = svm_policy_conn_new(c);
+	c->reads = svm_read_conn_new(c);
 	if (c->bev == NULL || c->drain_ev == NULL || c->timer_ev == NULL ||
-	    c->ack_ev == NULL || c->policy == NULL) {
+	    c->ack_ev == NULL || c->policy == NULL || c->reads == NULL) {
 		svm_warn("refusing a connection: out of memory");
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
@@ -712,6 +763,7 @@ svm_conn_accept(int fd, const struct sockaddr *sa, int salen)
 			event_free(c->timer_ev);
 		if (c->ack_ev != NULL)
 			event_free(c->ack_ev);
+		svm_read_conn_free(c->reads);
 		svm_policy_conn_free(c->policy);
 		free(c);
 		return;

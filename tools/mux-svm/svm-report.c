@@ -15,6 +15,11 @@
  *                   and under a filter counts matching events only).
  *                   EPOCH_CHANGED gaps add 0.
  *   epoch, last_seq the resume point of the MUX that registered last.
+ *   file_reads      SvmReadFile requests sent; files_read: files read
+ *                   whole; file_read_errors: files given up, split by
+ *                   cause in file_read_errors_by_errno.
+ *   scans           clamd connections started; each ends as one of
+ *                   scan_clean, scan_found, scan_errors, scans_abandoned.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -99,6 +104,88 @@ svm_report_json_string(FILE *f, const char *s)
 }
 
 static void
+svm_report_json_files(FILE *f)
+{
+	const struct svm_stats *s = &svm_stats;
+	int i;
+
+	fprintf(f, ",\"read_files\":%s,\"remediate\":",
+	    svm_opt.read_dir != NULL ? "true" : "false");
+	svm_report_json_string(f, svm_opt.remediate.kind != 0 ?
+	    svm_opt.remediate.name : "");
+	fprintf(f, ",\"file_jobs\":%" PRIu64 ",\"file_jobs_skipped\":%" PRIu64
+	    ",\"file_jobs_abandoned\":%" PRIu64 ",\"redelivered\":%" PRIu64
+	    ",\"file_reads\":%" PRIu64 ",\"file_read_bytes\":%" PRIu64
+	    ",\"files_read\":%" PRIu64 ",\"file_read_errors\":%" PRIu64
+	    ",\"file_read_errors_by_errno\":{", s->file_jobs,
+	    s->file_jobs_skipped, s->file_jobs_abandoned, s->redelivered,
+	    s->file_reads, s->file_read_bytes, s->files_read,
+	    s->file_read_errors);
+	for (i = 0; i < SVM_READ_ERR_N; i++)
+		fprintf(f, "%s\"%s\":%" PRIu64, i > 0 ? "," : "",
+		    svm_read_err_name(i), s->file_read_errno[i]);
+	fprintf(f, "},\"file_read_retries\":%" PRIu64 ",\"file_read_pauses\":%"
+	    PRIu64 ",\"file_data_unknown\":%" PRIu64 ",\"files_written\":%"
+	    PRIu64 ",\"file_write_errors\":%" PRIu64, s->file_read_retries,
+	    s->file_read_pauses, s->file_data_unknown, s->files_written,
+	    s->file_write_errors);
+	fprintf(f, ",\"scans\":%" PRIu64 ",\"scan_found\":%" PRIu64
+	    ",\"scan_clean\":%" PRIu64 ",\"scan_errors\":%" PRIu64
+	    ",\"scans_abandoned\":%" PRIu64, s->scans, s->scan_found,
+	    s->scan_clean, s->scan_errors, s->scans_abandoned);
+	fprintf(f, ",\"remediations_sent\":%" PRIu64 ",\"remediation_ok\":%"
+	    PRIu64 ",\"remediation_failed\":%" PRIu64
+	    ",\"remediations_skipped\":%" PRIu64
+	    ",\"action_results_unknown\":%" PRIu64, s->remediations_sent,
+	    s->remediation_ok, s->remediation_failed, s->remediations_skipped,
+	    s->action_results_unknown);
+}
+
+/* Only what happened: a run without file work keeps its short report. */
+static void
+svm_report_text_files(FILE *f)
+{
+	const struct svm_stats *s = &svm_stats;
+	const char *sep = "";
+	int i;
+
+	if (s->file_jobs != 0 || s->file_jobs_skipped != 0) {
+		fprintf(f, "  files         %" PRIu64 " jobs (%" PRIu64
+		    " skipped, %" PRIu64 " abandoned, %" PRIu64
+		    " redelivered), %" PRIu64 " read whole, %" PRIu64
+		    " written\n", s->file_jobs, s->file_jobs_skipped,
+		    s->file_jobs_abandoned, s->redelivered, s->files_read,
+		    s->files_written);
+		fprintf(f, "  file reads    %" PRIu64 " requests, %" PRIu64
+		    " bytes, %" PRIu64 " retries, %" PRIu64 " pauses, %" PRIu64
+		    " errors", s->file_reads, s->file_read_bytes,
+		    s->file_read_retries, s->file_read_pauses,
+		    s->file_read_errors);
+		for (i = 0; i < SVM_READ_ERR_N; i++) {
+			if (s->file_read_errno[i] == 0)
+				continue;
+			fprintf(f, "%s%s %" PRIu64, *sep == '\0' ? " (" : ", ",
+			    svm_read_err_name(i), s->file_read_errno[i]);
+			sep = ")";
+		}
+		fprintf(f, "%s; %" PRIu64 " write errors, %" PRIu64
+		    " unknown FileData\n", sep, s->file_write_errors,
+		    s->file_data_unknown);
+	}
+	if (svm_opt.policy.kind == SVM_POLICY_SCAN)
+		fprintf(f, "  scans         %" PRIu64 " (%" PRIu64 " found, %"
+		    PRIu64 " clean, %" PRIu64 " errors, %" PRIu64
+		    " abandoned)\n", s->scans, s->scan_found, s->scan_clean,
+		    s->scan_errors, s->scans_abandoned);
+	if (svm_opt.remediate.kind != 0)
+		fprintf(f, "  remediation   %s: %" PRIu64 " sent, %" PRIu64
+		    " ok, %" PRIu64 " failed, %" PRIu64 " skipped\n",
+		    svm_opt.remediate.name, s->remediations_sent,
+		    s->remediation_ok, s->remediation_failed,
+		    s->remediations_skipped);
+}
+
+static void
 svm_report_json(FILE *f, double rate, double elapsed)
 {
 	const struct svm_stats *s = &svm_stats;
@@ -133,6 +220,7 @@ svm_report_json(FILE *f, double rate, double elapsed)
 	    ",\"protocol_errors\":%" PRIu64 ",\"timeouts\":%" PRIu64,
 	    s->connections, s->connections_refused, s->registered, s->rejects,
 	    s->protocol_errors, s->timeouts);
+	svm_report_json_files(f);
 	fprintf(f, ",\"events_per_sec\":%.1f,\"latency_us_p50\":%" PRIu64
 	    ",\"latency_us_p99\":%" PRIu64 ",\"latency_us_max\":%" PRIu64
 	    ",\"elapsed_s\":%.3f,\"mux_hosts\":%zu,\"epoch\":%" PRIu64
@@ -184,6 +272,7 @@ svm_report_final(FILE *f)
 	    "connected; file data %" PRIu64 ", action results %" PRIu64 "\n",
 	    s->vm_status, svm_vm_known(), svm_vm_connected(), s->file_data,
 	    s->action_results);
+	svm_report_text_files(f);
 	if ((r = svm_state_latest()) != NULL)
 		fprintf(f, "  resume point  epoch %" PRIu64 ", last seq %" PRIu64
 		    " (host_id \"%s\", %zu MUX hosts known)\n", r->epoch,

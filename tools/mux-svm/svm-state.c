@@ -2,9 +2,30 @@
  * svm-state.c: resume points and the --state file.
  *
  * A resume point is the epoch of the last Registered and the highest seq
- * processed in it (or given up by a Gap, so a resume does not ask for it
- * again). Every Register carries it: resume_epoch = epoch, resume_from =
- * last + 1; 0/0 before the first Registered ever.
+ * "last" such that every seq up to it is finished: processed, or given up
+ * by a Gap (so a resume does not ask for it again). Every Register
+ * carries it: resume_epoch = epoch, resume_from = last + 1; 0/0 before the
+ * first Registered ever.
+ *
+ * Most deliveries are finished as soon as they are handled. A file job
+ * (svm-read.c: --read-files, the scan policy) is not: its seq stays in the
+ * "open" set, owned by its connection, until the job ends, and "last"
+ * stops below the lowest open seq; "hi" is the highest seq handled.
+ *
+ *      finished          open   finished  open(abandoned)  finished
+ *   ... ----------| last | 17 | 18 19 20 |      21       | 22 = hi
+ *
+ * Acks are not held back (they are about delivery, and holding them would
+ * stall the window behind one slow read). When a connection closes, its
+ * open seqs are marked abandoned; the next Register resumes from last + 1,
+ * the MUX replays from there what it still holds, and then:
+ *   - a seq <= hi that is not open was finished: a duplicate (acked only);
+ *   - an abandoned seq is handled again (counted in redelivered);
+ *   - an abandoned seq the MUX skips (a Gap over it, or a later delivery)
+ *     is dropped: it will never come.
+ * The open set is memory only: after a restart with --state every seq
+ * above last is handled again. It is bounded (SVM_OPEN_MAX per MUX); a
+ * file job that does not fit is skipped and counted.
  *
  * One point per MUX, keyed by MuxHello.host_id: an SVM may serve several
  * hosts at once, each with its own epoch and seq space, and a redial from
@@ -25,6 +46,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,7 +91,8 @@ svm_state_find(const char *host_id)
 	if (free_slot != NULL) {
 		free_slot->used = 1;
 		strcpy(free_slot->host_id, host_id);
-		free_slot->epoch = free_slot->last = 0;
+		free_slot->epoch = free_slot->last = free_slot->hi = 0;
+		free_slot->nopen = 0;
 	}
 	return free_slot;
 }
@@ -106,7 +129,8 @@ svm_state_load(void)
 			svm_fatalx(1, "%s:%u: bad or one too many host ids",
 			    path, lineno);
 		r->epoch = epoch;
-		r->last = epoch != 0 ? last : 0;
+		r->last = r->hi = epoch != 0 ? last : 0;
+		r->nopen = 0;
 		svm_resume_latest = r;
 		svm_log("state %s: host_id \"%s\": resume epoch=%" PRIu64
 		    " from=%" PRIu64, path, r->host_id, r->epoch,
@@ -162,17 +186,137 @@ svm_state_registered(struct svm_resume *r, uint64_t epoch, uint64_t next_seq)
 	if (epoch == r->epoch)
 		return;
 	r->epoch = epoch;
-	r->last = next_seq != 0 ? next_seq - 1 : 0;
+	r->last = r->hi = next_seq != 0 ? next_seq - 1 : 0;
+	r->nopen = 0;		/* numbers of the old epoch */
 	svm_state_dirty = 1;
 }
 
+/* Index of seq in the open set, or of where it would go. */
+static size_t
+svm_state_open_index(const struct svm_resume *r, uint64_t seq)
+{
+	size_t lo = 0, hi = r->nopen, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (r->open[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* last only grows: below the lowest open seq, else up to hi. */
+static void
+svm_state_relast(struct svm_resume *r)
+{
+	uint64_t last = r->nopen > 0 ? r->open[0].seq - 1 : r->hi;
+
+	if (last > r->last) {
+		r->last = last;
+		svm_state_dirty = 1;
+	}
+}
+
+/*
+ * A delivery (or the end of a Gap) at seq: abandoned seqs up to it will
+ * not come again on this connection, the MUX delivers in order.
+ */
 void
 svm_state_processed(struct svm_resume *r, uint64_t epoch, uint64_t seq)
 {
-	if (r == NULL || epoch != r->epoch || seq <= r->last)
+	size_t i, j;
+
+	if (r == NULL || epoch != r->epoch)
 		return;
-	r->last = seq;
-	svm_state_dirty = 1;
+	for (i = j = 0; i < r->nopen; i++)
+		if (r->open[i].conn_id != 0 || r->open[i].seq > seq)
+			r->open[j++] = r->open[i];
+	r->nopen = j;
+	if (seq > r->hi)
+		r->hi = seq;
+	svm_state_relast(r);
+}
+
+/* A file job starts on seq (or starts again after a reconnect). */
+int
+svm_state_open(struct svm_resume *r, uint64_t epoch, uint64_t seq,
+    uint64_t conn_id)
+{
+	size_t i;
+
+	if (r == NULL || epoch != r->epoch)
+		return 0;	/* no resume point: nothing to hold back */
+	i = svm_state_open_index(r, seq);
+	if (i < r->nopen && r->open[i].seq == seq) {
+		r->open[i].conn_id = conn_id;
+		return 0;
+	}
+	if (r->nopen == SVM_OPEN_MAX)
+		return -1;
+	if (r->open == NULL &&
+	    (r->open = calloc(SVM_OPEN_MAX, sizeof(*r->open))) == NULL)
+		return -1;
+	memmove(&r->open[i + 1], &r->open[i],
+	    (r->nopen - i) * sizeof(*r->open));
+	r->open[i].seq = seq;
+	r->open[i].conn_id = conn_id;
+	r->nopen++;
+	return 0;
+}
+
+int
+svm_state_is_open(const struct svm_resume *r, uint64_t epoch, uint64_t seq)
+{
+	size_t i;
+
+	if (r == NULL || epoch != r->epoch || r->nopen == 0)
+		return 0;
+	i = svm_state_open_index(r, seq);
+	return i < r->nopen && r->open[i].seq == seq;
+}
+
+/* The job on seq ended (whatever its outcome): seq is finished. */
+void
+svm_state_done(struct svm_resume *r, uint64_t epoch, uint64_t seq)
+{
+	size_t i;
+
+	if (r == NULL || epoch != r->epoch)
+		return;
+	i = svm_state_open_index(r, seq);
+	if (i == r->nopen || r->open[i].seq != seq)
+		return;
+	memmove(&r->open[i], &r->open[i + 1],
+	    (r->nopen - i - 1) * sizeof(*r->open));
+	r->nopen--;
+	svm_state_relast(r);
+}
+
+/* A connection closed: its open seqs wait for a redelivery. */
+void
+svm_state_abandon(struct svm_resume *r, uint64_t conn_id)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->nopen; i++)
+		if (r->open[i].conn_id == conn_id)
+			r->open[i].conn_id = 0;
+}
+
+void
+svm_state_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < SVM_RESUME_MAX; i++) {
+		free(svm_resumes[i].open);
+		svm_resumes[i].open = NULL;
+		svm_resumes[i].nopen = 0;
+	}
 }
 
 uint64_t
@@ -187,11 +331,12 @@ svm_state_resume_from(const struct svm_resume *r)
 	return r != NULL && r->epoch != 0 ? r->last + 1 : 0;
 }
 
-/* Processed before, in this epoch (a replay across a reconnect). */
+/* Finished before, in this epoch (a replay across a reconnect). */
 int
 svm_state_seen(const struct svm_resume *r, uint64_t epoch, uint64_t seq)
 {
-	return r != NULL && r->epoch == epoch && seq <= r->last;
+	return r != NULL && r->epoch == epoch && (seq <= r->last ||
+	    (seq <= r->hi && !svm_state_is_open(r, epoch, seq)));
 }
 
 /* For the report: the point of the MUX that registered last. */

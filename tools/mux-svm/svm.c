@@ -3,6 +3,7 @@
  */
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -53,7 +54,8 @@ usage(int status)
 	    "               [--tls-off] [--json] [--state FILE] [--record FILE]\n"
 	    "               [--ack-delay-ms N] [--process-us N] [--duration S]\n"
 	    "               [--max-frame BYTES] [--port-file FILE] [--exit-on-reject]\n"
-	    "               [--quiet]\n");
+	    "               [--read-files DIR] [--reads N] [--scans N]\n"
+	    "               [--remediate delete|quarantine|deny_access] [--quiet]\n");
 	exit(status);
 }
 
@@ -177,6 +179,7 @@ enum {
 	OPT_CIDS, OPT_VERDICTS, OPT_WINDOW, OPT_POLICY, OPT_TLS_OFF, OPT_JSON,
 	OPT_STATE, OPT_RECORD, OPT_ACK_DELAY, OPT_PROCESS_US, OPT_DURATION,
 	OPT_QUIET, OPT_MAX_FRAME, OPT_PORT_FILE, OPT_EXIT_ON_REJECT, OPT_HELP,
+	OPT_READ_FILES, OPT_READS, OPT_SCANS, OPT_REMEDIATE,
 };
 
 static const struct option svm_longopts[] = {
@@ -199,6 +202,10 @@ static const struct option svm_longopts[] = {
 	{ "max-frame",		required_argument, NULL, OPT_MAX_FRAME },
 	{ "port-file",		required_argument, NULL, OPT_PORT_FILE },
 	{ "exit-on-reject",	no_argument,	   NULL, OPT_EXIT_ON_REJECT },
+	{ "read-files",		required_argument, NULL, OPT_READ_FILES },
+	{ "reads",		required_argument, NULL, OPT_READS },
+	{ "scans",		required_argument, NULL, OPT_SCANS },
+	{ "remediate",		required_argument, NULL, OPT_REMEDIATE },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
 	{ NULL,			0,		   NULL, 0 }
 };
@@ -206,12 +213,15 @@ static const struct option svm_longopts[] = {
 static void
 parse_options(int argc, char **argv)
 {
+	struct sockaddr_un sun;
 	char err[256], host[200];
 	int ch;
 
 	svm_opt.classes = WIRE_CLASS_ALL;
 	svm_opt.max_frame = FRAME_SVM_MAX_DEFAULT;
 	svm_opt.policy.kind = SVM_POLICY_ALLOW;
+	svm_opt.reads = SVM_READS_DEFAULT;
+	svm_opt.scans = SVM_SCANS_DEFAULT;
 
 	while ((ch = getopt_long(argc, argv, "", svm_longopts, NULL)) != -1) {
 		switch (ch) {
@@ -282,6 +292,25 @@ parse_options(int argc, char **argv)
 		case OPT_EXIT_ON_REJECT:
 			svm_opt.exit_on_reject = 1;
 			break;
+		case OPT_READ_FILES:
+			if (*optarg == '\0')
+				svm_fatalx(2, "--read-files: empty path");
+			svm_opt.read_dir = optarg;
+			break;
+		case OPT_READS:
+			svm_opt.reads = (uint32_t)parse_num(optarg, 1,
+			    SVM_READS_MAX, "--reads");
+			break;
+		case OPT_SCANS:
+			svm_opt.scans = (uint32_t)parse_num(optarg, 1,
+			    SVM_SCANS_MAX, "--scans");
+			break;
+		case OPT_REMEDIATE:
+			if (svm_policy_remediate_parse(optarg,
+			    &svm_opt.remediate) != 0)
+				svm_fatalx(2, "--remediate: want delete, "
+				    "quarantine or deny_access: %s", optarg);
+			break;
 		case OPT_HELP:
 			usage(0);
 		default:
@@ -299,8 +328,19 @@ parse_options(int argc, char **argv)
 		snprintf(svm_opt.instance_id, sizeof(svm_opt.instance_id),
 		    "%s-%ld", host, (long)getpid());
 	}
-	if (svm_opt.policy.kind == SVM_POLICY_SCAN)
-		svm_fatalx(2, "scan policy not implemented yet");
+	if (svm_opt.read_dir != NULL &&
+	    !(svm_opt.classes & (1u << MUX__EVENT_CLASS__FILE)))
+		svm_fatalx(2, "--read-files: --classes must include file");
+	if (svm_opt.policy.kind == SVM_POLICY_SCAN) {
+		if (strlen(svm_opt.policy.clamd_path) >= sizeof(sun.sun_path))
+			svm_fatalx(2, "--policy scan:clamd: socket path longer "
+			    "than %zu bytes", sizeof(sun.sun_path) - 1);
+		if (!svm_opt.verdicts)
+			svm_warn("--policy scan without --verdicts: "
+			    "nothing is scanned");
+	}
+	if (svm_opt.remediate.kind != 0 && !svm_opt.verdicts)
+		svm_warn("--remediate without --verdicts: nothing is denied");
 }
 
 /* HOST:PORT or [HOST]:PORT; HOST may be a name. Port 0 picks one. */
@@ -403,6 +443,7 @@ reap_cb(evutil_socket_t fd, short events, void *arg)
 		TAILQ_REMOVE(&svm_conns, c, entry);
 		svm_conn_free(c);
 	}
+	svm_read_reap();
 }
 
 void
@@ -438,6 +479,8 @@ tick_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	if (svm_record != NULL)
 		fflush(svm_record);
+	/* File jobs that ended since the last batch move the point. */
+	svm_state_flush();
 }
 
 static void
@@ -464,10 +507,12 @@ shutdown_all(void)
 {
 	struct svm_conn *c;
 
+	/* File jobs still running are abandoned (counted) with their conn. */
 	while ((c = TAILQ_FIRST(&svm_conns)) != NULL) {
 		TAILQ_REMOVE(&svm_conns, c, entry);
 		svm_conn_free(c);
 	}
+	svm_read_reap();
 	evconnlistener_free(svm_listener);
 	event_free(svm_reap_ev);
 	event_free(svm_tick_ev);
@@ -477,6 +522,7 @@ shutdown_all(void)
 	event_free(svm_sigint_ev);
 	frame_arena_destroy(&svm_arena);
 	svm_state_flush();
+	svm_state_free();
 	if (svm_record != NULL) {
 		if (fclose(svm_record) != 0)
 			svm_warn("%s: %s", svm_opt.record_path,
@@ -503,6 +549,8 @@ main(int argc, char **argv)
 		svm_warn("TLS is not implemented yet: running plain TCP");
 	if (svm_opt.state_path != NULL)
 		svm_state_load();
+	if (svm_opt.read_dir != NULL)
+		svm_read_check_dir();
 	if (svm_opt.record_path != NULL) {
 		if ((svm_record = fopen(svm_opt.record_path, "w")) == NULL)
 			svm_fatalx(1, "%s: %s", svm_opt.record_path,

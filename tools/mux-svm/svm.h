@@ -10,19 +10,34 @@
  *                        svm_conn_bev_new)  x N, independent
  *        |                  |-- svm-check.c  seq order / holes / duplicates
  *        |                  |-- svm-policy.c verdicts (allow, deny-path,
- *        |                  |                delay; scan later)
+ *        |                  |                delay, scan), remediation
+ *        |                  |-- svm-read.c   file contents through
+ *        |                  |                SvmReadFile, --read-files
+ *        |                  |      `-- svm-scan.c  clamd INSTREAM, one
+ *        |                  |                      Unix connection a scan
  *        |                  `-- svm-vm.c     last VmStatus per cid
  *        `-- process-wide: svm-state.c (resume points, --state file),
  *                          svm-report.c (counters, latency, report),
- *                          the --record file.
+ *                          the --record file, the clamd slots.
  *
  * Connections are independent except for the resume point (epoch of the
- * last Registered + highest seq processed in it), kept per MUX host_id
+ * last Registered + highest seq finished in it), kept per MUX host_id
  * beyond any one connection, so that a redialled connection, or a
- * restarted process with --state, resumes where the previous one stopped.
+ * restarted process with --state, resumes where the previous one stopped,
+ * and for the clamd slots (SVM_SCANS_DEFAULT at once, process-wide).
+ *
+ * A file job (struct svm_file) is one delivery whose content is read:
+ *
+ *   queued --slot--> reading <--> (retry, paused) --eof/error--> [scan
+ *   reply] --> svm_policy_file_done (verdict, remediation) --> dead
+ *
+ * Its seq stays "open" in the resume point until the job ends, so a
+ * connection that closes under it (jobs abandoned, counted) makes the
+ * next Register ask for it again; see svm-state.c.
  *
  * Objects are never freed inside their own callbacks: svm_conn_close()
- * marks a connection closing and svm_reap() frees it from the loop.
+ * marks a connection closing and svm_reap() frees it from the loop; a
+ * file job that ends goes to a dead list freed from the loop the same way.
  */
 #ifndef MUX_SVM_H
 #define MUX_SVM_H
@@ -60,6 +75,33 @@ struct event_base;
 /* Deferred (delay policy) verdicts held per connection; beyond: dropped. */
 #define SVM_DELAY_PENDING_MAX	262144
 #define SVM_VMS_MAX		4096	/* distinct cids whose status is kept */
+/*
+ * File reading (svm-read.c). The MUX allows 256 requests in flight per SVM
+ * connection and 64 per VM (over all SVMs, remediations included): one
+ * read in flight per file, at most SVM_READS_DEFAULT files per connection
+ * and SVM_READS_PER_VM per VM leave room for remediations and for another
+ * SVM reading the same VM.
+ */
+#define SVM_READ_CHUNK		WIRE_READ_MAX	/* 32 KiB, the protocol's most */
+#define SVM_READS_DEFAULT	64	/* files read at once per connection */
+#define SVM_READS_MAX		256	/* --reads cap: the MUX's own limit */
+#define SVM_READS_PER_VM	32	/* half the MUX's 64 per VM */
+#define SVM_READ_QUEUE_MAX	1024	/* files waiting; beyond: skipped */
+#define SVM_READ_RETRIES	5	/* EAGAIN asked again this often */
+#define SVM_READ_RETRY_MS	20	/* ... after this long */
+/* A guest that never says eof: beyond this a read is a bad reply. */
+#define SVM_FILE_MAX_BYTES	(1ull << 30)
+/* Clamd (svm-scan.c). clamd's MaxThreads defaults to 10. */
+#define SVM_SCANS_DEFAULT	8	/* clamd connections at once */
+#define SVM_SCANS_MAX		64	/* --scans cap */
+/* Bytes queued towards clamd before the guest read pauses. */
+#define SVM_SCAN_OUT_MAX	(256u * 1024u)
+#define SVM_SCAN_REPLY_MAX	1024	/* longest clamd reply line */
+#define SVM_SCAN_TIMEOUT_S	30	/* clamd silent this long: error */
+/* Remediations awaiting an ActionResult per connection; beyond: skipped. */
+#define SVM_REMEDIATE_MAX	64
+/* Seqs with unfinished content work per MUX (svm-state.c). */
+#define SVM_OPEN_MAX		4096
 
 enum svm_policy_kind {
 	SVM_POLICY_ALLOW = 1,
@@ -74,6 +116,12 @@ struct svm_policy {
 	char			*deny_reason;	/* "path matches GLOB" */
 	uint64_t		 delay_ms;	/* delay */
 	char			*clamd_path;	/* scan:clamd:SOCKET */
+};
+
+/* --remediate KIND; 0: none. Values are Mux__RemediationKind. */
+struct svm_remediate {
+	int			 kind;
+	const char		*name;
 };
 
 struct svm_options {
@@ -97,13 +145,26 @@ struct svm_options {
 	uint64_t		 process_us;
 	uint64_t		 duration_s;
 	uint32_t		 max_frame;
+	const char		*read_dir;	/* --read-files DIR */
+	uint32_t		 reads;		/* --reads: files at once */
+	uint32_t		 scans;		/* --scans: clamd at once */
+	struct svm_remediate	 remediate;
+};
+
+/* A seq whose file job has not ended (svm-state.c). */
+struct svm_open {
+	uint64_t		 seq;
+	uint64_t		 conn_id;	/* owner; 0: abandoned */
 };
 
 /* Resume point of one MUX, keyed by its host_id (svm-state.c). */
 struct svm_resume {
 	char			 host_id[SVM_ID_MAX];
 	uint64_t		 epoch;		/* of the last Registered; 0 never */
-	uint64_t		 last;		/* highest seq processed in it */
+	uint64_t		 last;		/* every seq <= it finished */
+	uint64_t		 hi;		/* highest seq processed */
+	struct svm_open		*open;		/* ascending seq, SVM_OPEN_MAX */
+	size_t			 nopen;
 	int			 used;
 };
 
@@ -135,6 +196,18 @@ struct svm_hist {
 	uint64_t		 bucket[SVM_HIST_BUCKETS];
 };
 
+/* Why a file read was given up: the MUX's errnos, then the rest. */
+enum svm_read_err {
+	SVM_READ_ENOENT = 0,	/* seq not held */
+	SVM_READ_EINVAL,	/* not a file event, bad length */
+	SVM_READ_ENOTCONN,	/* agent gone */
+	SVM_READ_ETIMEDOUT,	/* agent silent */
+	SVM_READ_EAGAIN,	/* too many in flight, after retries */
+	SVM_READ_OTHER,		/* any other errno */
+	SVM_READ_BAD,		/* offset or length not what was asked */
+	SVM_READ_ERR_N
+};
+
 struct svm_stats {
 	uint64_t		 received;	/* new deliveries processed */
 	uint64_t		 duplicates;
@@ -155,6 +228,30 @@ struct svm_stats {
 	uint64_t		 vm_status;
 	uint64_t		 file_data;
 	uint64_t		 action_results;
+	uint64_t		 action_results_unknown;
+	uint64_t		 redelivered;	/* abandoned jobs asked again */
+	uint64_t		 file_jobs;	/* files queued for reading */
+	uint64_t		 file_jobs_skipped;	/* queue/open set full */
+	uint64_t		 file_jobs_abandoned;	/* connection closed */
+	uint64_t		 file_reads;	/* SvmReadFile sent */
+	uint64_t		 file_read_bytes;
+	uint64_t		 files_read;	/* read whole, to eof */
+	uint64_t		 file_read_errors;	/* files given up */
+	uint64_t		 file_read_errno[SVM_READ_ERR_N];
+	uint64_t		 file_read_retries;	/* EAGAIN asked again */
+	uint64_t		 file_read_pauses;	/* waited for clamd */
+	uint64_t		 file_data_unknown;	/* no read in flight */
+	uint64_t		 files_written;	/* --read-files */
+	uint64_t		 file_write_errors;
+	uint64_t		 scans;		/* clamd connections started */
+	uint64_t		 scan_found;
+	uint64_t		 scan_clean;
+	uint64_t		 scan_errors;
+	uint64_t		 scans_abandoned;
+	uint64_t		 remediations_sent;
+	uint64_t		 remediation_ok;
+	uint64_t		 remediation_failed;
+	uint64_t		 remediations_skipped;
 	uint64_t		 connections;
 	uint64_t		 connections_refused;
 	uint64_t		 registered;
@@ -175,6 +272,66 @@ enum svm_conn_state {
 };
 
 struct svm_policy_conn;
+struct svm_read_conn;
+
+/* What a file job does with the content it reads. */
+#define SVM_FILE_WRITE		0x1	/* --read-files: DIR/<cid>-<file_id> */
+#define SVM_FILE_SCAN		0x2	/* stream to clamd */
+
+enum svm_file_state {
+	SVM_FILE_QUEUED = 0,	/* waiting for a read (and a clamd) slot */
+	SVM_FILE_READING,	/* a SvmReadFile in flight */
+	SVM_FILE_RETRY,		/* EAGAIN: asked again at retry_ms */
+	SVM_FILE_PAUSED,	/* clamd has not taken enough yet */
+	SVM_FILE_SCANNING,	/* read ended, waiting for clamd's reply */
+	SVM_FILE_DEAD,		/* ended or abandoned, freed from the loop */
+};
+
+enum svm_scan_result {
+	SVM_SCAN_NONE = 0,	/* not scanned, or no reply yet */
+	SVM_SCAN_CLEAN,
+	SVM_SCAN_FOUND,
+	SVM_SCAN_ERROR,
+};
+
+struct svm_file {
+	struct svm_conn		*conn;
+	enum svm_file_state	 state;
+	unsigned		 want;		/* SVM_FILE_* still wanted */
+	uint64_t		 seq;
+	uint64_t		 epoch;		/* the seq's (resume point) */
+	uint32_t		 cid;
+	uint64_t		 file_id;
+	int			 verdict;	/* a verdict owed at the end */
+	int			 path_deny;	/* deny-path matched */
+	int			 is_file;	/* a FileEvent (remediable) */
+	int			 slot;		/* holds a read slot */
+	int			 cancel;	/* no more reads wanted */
+
+	/* Reading (svm-read.c). */
+	uint64_t		 request_id;	/* read in flight, 0 none */
+	uint64_t		 offset;	/* next byte wanted */
+	uint32_t		 asked;		/* length in flight */
+	unsigned		 retries;
+	uint64_t		 retry_ms;
+	int			 read_done;	/* eof reached */
+	int			 read_error;	/* errno, -1 bad reply; 0 none */
+	uint64_t		 bytes;
+
+	/* --read-files sink (svm-read.c). */
+	int			 fd;		/* -1 none */
+	struct evp_md_ctx_st	*md;		/* SHA-256 */
+
+	/* Scan (svm-scan.c). */
+	struct bufferevent	*clamd;
+	int			 scan_slot;	/* holds a clamd slot */
+	int			 scan_started;	/* counted in scans */
+	enum svm_scan_result	 scan;
+	char			 scan_detail[SVM_SCAN_REPLY_MAX];
+
+	TAILQ_ENTRY(svm_file)	 entry;		/* queue, active or dead */
+};
+TAILQ_HEAD(svm_files, svm_file);
 
 struct svm_conn {
 	uint64_t		 id;
@@ -204,6 +361,8 @@ struct svm_conn {
 	int64_t			 sleep_debt_us;	/* --process-us owed (<0: ahead) */
 
 	struct svm_policy_conn	*policy;
+	struct svm_read_conn	*reads;
+	uint64_t		 next_request_id; /* SvmReadFile, SvmRemediate */
 	TAILQ_ENTRY(svm_conn)	 entry;
 };
 TAILQ_HEAD(svm_conns, svm_conn);
@@ -231,6 +390,10 @@ void		svm_conn_close(struct svm_conn *, const char *);
 void		svm_conn_free(struct svm_conn *);
 int		svm_conn_send_verdict(struct svm_conn *, uint64_t, int,
 		    const char *);
+int		svm_conn_send_read_file(struct svm_conn *, uint64_t, uint64_t,
+		    uint64_t, uint32_t);
+int		svm_conn_send_remediate(struct svm_conn *, uint64_t, uint64_t,
+		    int);
 
 /* svm-check.c */
 void		svm_check_registered(struct svm_track *, struct svm_resume *,
@@ -248,6 +411,13 @@ void		svm_state_processed(struct svm_resume *, uint64_t, uint64_t);
 uint64_t	svm_state_resume_epoch(const struct svm_resume *);
 uint64_t	svm_state_resume_from(const struct svm_resume *);
 int		svm_state_seen(const struct svm_resume *, uint64_t, uint64_t);
+int		svm_state_open(struct svm_resume *, uint64_t, uint64_t,
+		    uint64_t);
+int		svm_state_is_open(const struct svm_resume *, uint64_t,
+		    uint64_t);
+void		svm_state_done(struct svm_resume *, uint64_t, uint64_t);
+void		svm_state_abandon(struct svm_resume *, uint64_t);
+void		svm_state_free(void);
 const struct svm_resume *svm_state_latest(void);
 size_t		svm_state_count(void);
 
@@ -257,12 +427,37 @@ int		svm_policy_parse(const char *, struct svm_policy *, char *,
 const char	*svm_policy_name(const struct svm_policy *);
 struct svm_policy_conn *svm_policy_conn_new(struct svm_conn *);
 void		svm_policy_conn_free(struct svm_policy_conn *);
+int		svm_policy_remediate_parse(const char *,
+		    struct svm_remediate *);
 void		svm_policy_delivery(struct svm_policy_conn *,
 		    const Mux__Delivery *);
-void		svm_policy_file_data(struct svm_policy_conn *,
-		    const Mux__FileData *);
+void		svm_policy_file_done(struct svm_policy_conn *,
+		    const struct svm_file *);
 void		svm_policy_action_result(struct svm_policy_conn *,
 		    const Mux__ActionResult *);
+
+/* svm-read.c */
+void		svm_read_check_dir(void);
+struct svm_read_conn *svm_read_conn_new(struct svm_conn *);
+void		svm_read_conn_abandon(struct svm_read_conn *);
+void		svm_read_conn_free(struct svm_read_conn *);
+int		svm_read_submit(struct svm_conn *, const Mux__Delivery *,
+		    unsigned, int, int);
+void		svm_read_file_data(struct svm_read_conn *,
+		    const Mux__FileData *);
+void		svm_read_scan_writable(struct svm_file *);
+void		svm_read_scan_done(struct svm_file *);
+void		svm_read_pump_all(void);
+void		svm_read_reap(void);
+size_t		svm_read_active(void);
+const char	*svm_read_err_name(int);
+
+/* svm-scan.c */
+int		svm_scan_slot_free(void);
+int		svm_scan_begin(struct svm_file *);
+int		svm_scan_chunk(struct svm_file *, const void *, size_t);
+void		svm_scan_end_stream(struct svm_file *);
+void		svm_scan_release(struct svm_file *);
 
 /* svm-vm.c */
 void		svm_vm_status(const Mux__VmStatus *);
