@@ -4,7 +4,8 @@
  *
  * A backend is a table of operations on an opaque listener state; the public
  * struct vmci_listener (vmci_shim.c) is only the table plus that state, so
- * socket families stay inside vmci_unix.c and vmci_vsock.c.
+ * socket families stay inside vmci_unix.c and vmci_vsock.c (with
+ * vmci_esxi.c, which finds the vSockets family at run time on ESXi).
  */
 #ifndef MUX_VMCI_BACKEND_H
 #define MUX_VMCI_BACKEND_H
@@ -24,6 +25,8 @@ struct vmci_backend_ops {
 	size_t	 (*pending)(const void *);
 	void	 (*free)(void *);
 	int	 (*connect)(const struct vmci_addr *, uint32_t, char *, size_t);
+	/* For muxd's log: which backend and why ("vsock, Linux AF_VSOCK"). */
+	const char *(*describe)(const void *);
 };
 
 /* vmci_shim.c */
@@ -35,5 +38,30 @@ extern const struct vmci_backend_ops vmci_unix_ops;
 
 /* vmci_vsock.c */
 extern const struct vmci_backend_ops vmci_vsock_ops;
+
+/*
+ * The vSockets address family in use: AF_VSOCK on Linux, the number the
+ * vsock device gives on ESXi (vmci_esxi.c). Chosen by the kernel's name.
+ */
+#define VMCI_FAMILY_DESC_MAX	128
+struct vmci_family {
+	int	 af;			/* socket(2) domain and svm_family */
+	int	 fd;			/* ESXi: the device, kept open; else -1 */
+	char	 desc[VMCI_FAMILY_DESC_MAX];	/* for logs */
+};
+typedef int (*vmci_esxi_ioctl_fn)(int fd, unsigned long request, int *out);
+int	 vmci_vsock_family_select(const char *sysname,
+	    const char *const devices[], vmci_esxi_ioctl_fn,
+	    struct vmci_family *, char *, size_t);
+
+/* vmci_esxi.c: VMware's VMCISock_GetAFValueFd(), see the file's top. */
+#define VMCI_ESXI_DEVICE		"/dev/vsock"
+#define VMCI_ESXI_CLASSIC_DEVICE	"/vmfs/devices/char/vsock/vsock"
+#define VMCI_ESXI_IOCTL_GET_AF_VALUE	1976	/* VMCI_SOCKETS_GET_AF_VALUE */
+#define VMCI_ESXI_ERR_PART		128	/* one device's open error */
+extern const char *const vmci_esxi_devices[];	/* the two above, NULL */
+int	 vmci_esxi_is_vmkernel(const char *sysname);
+int	 vmci_esxi_af_value(const char *const devices[], vmci_esxi_ioctl_fn,
+	    int *fd, char *source, size_t, char *err, size_t);
 
 #endif

@@ -213,6 +213,12 @@ vmci_listener_pending(const struct vmci_listener *l)
 	return l->ops->pending(l->state);
 }
 
+const char *
+vmci_listener_describe(const struct vmci_listener *l)
+{
+	return l->ops->describe(l->state);
+}
+
 void
 vmci_listener_free(struct vmci_listener *l)
 {

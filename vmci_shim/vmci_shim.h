@@ -6,8 +6,10 @@
  *
  *   unix:PATH        vmci_unix.c   emulated transport (protocol section 7):
  *                                  the client writes "CID <n>\n" first.
- *   vsock:CID:PORT   vmci_vsock.c  AF_VSOCK (Linux); the CID comes from the
- *                                  kernel. For listening CID is ignored (ANY).
+ *   vsock:CID:PORT   vmci_vsock.c  vSockets; the CID comes from the kernel.
+ *                                  For listening CID is ignored (ANY). The
+ *                                  family is AF_VSOCK on Linux and, on ESXi,
+ *                                  found at run time (vmci_esxi.c).
  *
  * Threading: the functions are called from the thread that owns the
  * listener's event_base; nothing here is shared between threads.
@@ -68,6 +70,9 @@ struct vmci_listener *vmci_listen(struct event_base *, const struct vmci_addr *,
 	    vmci_accept_cb, vmci_error_cb, void *arg, char *err, size_t errlen);
 void	 vmci_listener_pause(struct vmci_listener *, int paused);
 void	 vmci_listener_free(struct vmci_listener *);
+/* Which backend listens and how, for the log: "vsock backend, Linux
+ * AF_VSOCK (40)". Why one could not start is vmci_listen's err. */
+const char *vmci_listener_describe(const struct vmci_listener *);
 /* unix only (no-ops on vsock): CID line deadline for new connections. */
 void	 vmci_listener_set_timeout_ms(struct vmci_listener *, unsigned int);
 /* unix only: connections accepted whose CID line is still awaited. */

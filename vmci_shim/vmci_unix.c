@@ -599,6 +599,12 @@ fail:
 	return -1;
 }
 
+static const char *
+vmci_unix_describe(const void *state)
+{
+	return "unix backend, emulated transport (protocol section 7)";
+}
+
 const struct vmci_backend_ops vmci_unix_ops = {
 	.check = vmci_unix_check,
 	.listen = vmci_unix_listen,
@@ -607,4 +613,5 @@ const struct vmci_backend_ops vmci_unix_ops = {
 	.pending = vmci_unix_pending,
 	.free = vmci_unix_free,
 	.connect = vmci_unix_connect,
+	.describe = vmci_unix_describe,
 };
