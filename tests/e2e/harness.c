@@ -342,8 +342,9 @@ e2e_start_muxd(struct e2e *e)
 	return e->muxd;
 }
 
-pid_t
-e2e_start_svm(struct e2e *e, const char *name, int port, const char *const extra[])
+static pid_t
+e2e_svm(struct e2e *e, const char *name, int port, int tls,
+    const char *const extra[])
 {
 	char bin[400], listen[64], portfile[512];
 	const char *argv[40];
@@ -357,7 +358,8 @@ e2e_start_svm(struct e2e *e, const char *name, int port, const char *const extra
 	argv[n++] = bin;
 	argv[n++] = "--listen";
 	argv[n++] = listen;
-	argv[n++] = "--tls-off";
+	if (!tls)
+		argv[n++] = "--tls-off";
 	argv[n++] = "--json";
 	argv[n++] = "--quiet";
 	argv[n++] = "--port-file";
@@ -370,6 +372,19 @@ e2e_start_svm(struct e2e *e, const char *name, int port, const char *const extra
 	if (e2e_wait_path(portfile, e2e_timeout_ms(e, 5000)) == -1)
 		fail_msg("mux-svm %s did not start listening", name);
 	return pid;
+}
+
+pid_t
+e2e_start_svm(struct e2e *e, const char *name, int port, const char *const extra[])
+{
+	return e2e_svm(e, name, port, 0, extra);
+}
+
+pid_t
+e2e_start_svm_tls(struct e2e *e, const char *name, int port,
+    const char *const extra[])
+{
+	return e2e_svm(e, name, port, 1, extra);
 }
 
 int
@@ -476,7 +491,7 @@ e2e_wait_drained(struct e2e *e, int timeout_ms)
 int
 e2e_last_json(const char *path, char *buf, size_t len)
 {
-	char line[8192];
+	char line[32768];
 	int found = 0;
 	FILE *f;
 

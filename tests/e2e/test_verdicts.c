@@ -345,6 +345,78 @@ test_verdict_never_misrouted(void **state)
 	assert_true(e2e_metric(e, "mux_svm_verdicts_ignored_total") >= 1);
 }
 
+/*
+ * One VM floods far beyond agent_max_events_per_sec: its excess is shed
+ * before taking a seq (reply_expected ones get `flood` at once), announced
+ * in-band with EVENTS_DROPPED at most once a second, and the other VMs keep
+ * getting their verdicts quickly.
+ */
+static void
+test_flood_one_vm(void **state)
+{
+	struct e2e *e = *state;
+	int p = e2e_free_port(), st;
+	const char *a[] = { "--service-id", "svc0", "--verdicts", "--policy", "allow",
+	    NULL };
+	const char *lg[] = { "--agents", "8", "--rate", "1600", "--vm-rate",
+	    "3=60000", "--reply-share", "0.2", "--duration", "4", NULL };
+	char json[16384];
+	uint64_t vm_events, dropped;
+
+	conf_svms(e, "[limits]\nagent_max_events_per_sec = 5000\n", &p, 1);
+	e2e_start_svm(e, "svm", p, a);
+	e2e_start_muxd(e);
+	assert_int_equal(e2e_wait_svms_up(e, 1, 10000), 0);
+	st = e2e_run_loadgen(e, "loadgen", lg);
+	assert_int_equal(e2e_last_json(e2e_path(e, "loadgen.out"), json, sizeof(json)), 0);
+	print_message("loadgen: %.900s\n", json);
+	assert_int_equal(st, 0);
+	assert_int_equal(e2e_json_i64(json, "missing_verdicts"), 0);
+	assert_true(reason_count(json, "flood") > 1000);
+	dropped = e2e_metric(e, "mux_events_dropped_total{reason=\"rate\"}");
+	assert_true(dropped > 50000);
+	/* The calm VMs were all answered by the SVM, quickly. */
+	assert_true(e2e_json_i64(json, "verdicts_excluding_flooders") > 500);
+	if (!e->sanitized)
+		assert_true(e2e_json_i64(json, "latency_us_p99_excluding_flooders") <
+		    250000);
+	/* EVENTS_DROPPED: one per second of flooding, give or take. */
+	assert_int_equal(e2e_wait_drained(e, 15000), 0);
+	vm_events = e2e_metric(e, "mux_events_received_total{class=\"vm\"}");
+	print_message("dropped %llu; VM events %llu (16 connect/disconnect + "
+	    "EVENTS_DROPPED)\n", (unsigned long long)dropped,
+	    (unsigned long long)vm_events);
+	assert_true(vm_events >= 16 + 3 && vm_events <= 16 + 7);
+}
+
+/* agent_max_pending_verdicts: beyond it, `flood` at once, counted. */
+static void
+test_pending_limit(void **state)
+{
+	struct e2e *e = *state;
+	int p = e2e_free_port(), st;
+	const char *a[] = { "--service-id", "svc0", "--verdicts", "--policy",
+	    "delay:1500", NULL };
+	const char *lg[] = { "--agents", "1", "--rate", "300", "--mix", "file=100",
+	    "--reply-share", "1", "--duration", "1", NULL };
+	char json[8192];
+
+	conf_svms(e, "[limits]\nagent_max_pending_verdicts = 50\n", &p, 1);
+	e2e_start_svm(e, "svm", p, a);
+	e2e_start_muxd(e);
+	assert_int_equal(e2e_wait_svms_up(e, 1, 10000), 0);
+	st = e2e_run_loadgen(e, "loadgen", lg);
+	assert_int_equal(e2e_last_json(e2e_path(e, "loadgen.out"), json, sizeof(json)), 0);
+	print_message("loadgen: %.300s\n", strstr(json, "\"verdicts_by_reason\""));
+	assert_int_equal(st, 0);
+	/* ~300 events in 1 s, 1.5 s each at the SVM: 50 wait, the rest shed. */
+	assert_true(reason_count(json, "delay") >= 50);
+	assert_true(reason_count(json, "delay") <= 60);
+	assert_true(reason_count(json, "flood") >= 200);
+	assert_int_equal(e2e_metric(e, "mux_events_dropped_total{reason=\"pending\"}"),
+	    (uint64_t)reason_count(json, "flood"));
+}
+
 int
 main(void)
 {
@@ -363,6 +435,10 @@ main(void)
 		    e2e_teardown),
 		cmocka_unit_test_setup_teardown(test_verdict_never_misrouted,
 		    e2e_setup, e2e_teardown),
+		cmocka_unit_test_setup_teardown(test_flood_one_vm, e2e_setup,
+		    e2e_teardown),
+		cmocka_unit_test_setup_teardown(test_pending_limit, e2e_setup,
+		    e2e_teardown),
 	};
 
 	return cmocka_run_group_tests_name("e2e_verdicts", tests, NULL, NULL);
