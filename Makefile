@@ -28,7 +28,9 @@ TEST_LIBS	= $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
 PROTO_SRC	:= proto/frame.c proto/frame_ev.c proto/wire.c
 SHIM_SRC	:= $(wildcard vmci_shim/*.c)
 MUX_SRC		:= $(filter-out mux/main.c,$(wildcard mux/*.c))
-TOOLS		:= muxctl mux-loadgen mux-svm
+TOOLS		:= muxctl mux-loadgen mux-svm mux-vibcheck
+# Per-tool libraries (packaging): the VIB verifier gunzips with zlib.
+mux-vibcheck_LIBS = $(shell pkg-config $(if $(filter 1,$(STATIC)),--static) --libs zlib 2>/dev/null)
 TOOL_COMMON	:= $(wildcard tools/common/*.c)
 
 GEN_C		:= $(B)/gen/mux.pb-c.c
@@ -55,7 +57,7 @@ E2E_BIN		:= $(patsubst tests/e2e/%.c,$(B)/e2e/%,$(E2E_SRC))
 
 .SECONDARY:
 .PHONY: all deps test test-unit test-e2e test-asan test-tsan demo clean vib \
-	soak bench fuzz static mutants
+	soak bench fuzz static bundle install test-vib test-vsock bench-vsock mutants
 all: $(B)/bin/muxd $(addprefix $(B)/bin/,$(TOOLS)) $(UNIT_BIN) $(E2E_BIN)
 
 deps:
@@ -97,7 +99,7 @@ define tool_rule
 $(B)/bin/$(1): $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/$(1)/*.c)) $(B)/lib/libmuxwire.a
 	@mkdir -p $$(dir $$@)
 	$$(say) LD $$@
-	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS) $$($(1)_LIBS)
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rule,$(t))))
 
@@ -132,6 +134,8 @@ test: deps
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-e2e
+	$(MAKE) --no-print-directory test-vib
+	$(MAKE) --no-print-directory test-vsock
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-tsan
 	@echo "make test: all suites passed"
@@ -146,6 +150,42 @@ static:
 # Long run, outside `make test`: each mutant must be caught by its test.
 mutants:
 	@sh tests/mutants.sh
+
+# Calm VMs' verdict latency with and without one VM flooding (docs/return-path.md).
+bench-flood: all
+	@sh tools/bench-flood.sh $(B)
+
+# Real AF_VSOCK: a QEMU guest with vsock_loopback runs the e2e tests listed
+# in tests/vsock/guest-tests over the vsock backend (docs/vsock.md). The
+# kernel comes from Debian's cloud kernel package, cached in build/vsock.
+test-vsock: all static
+	@B=$(B) sh tests/vsock/run.sh test
+
+# vsock against unix throughput inside the guest; not part of `make test`.
+bench-vsock: static
+	@B=$(B) sh tests/vsock/run.sh bench
+
+# --- Packaging (vib/, tests/vib/, docs/install.md) ---------------------------
+# make vib: build/muxd-VERSION-BUILD.HASH.vib from the static binaries
+# (VIB_KEY=key.pem VIB_CERT=cert.pem signs descriptor.xml); make bundle: the
+# offline bundle beside it; make install: muxd, the tools, the systemd unit
+# and the example configuration under DESTDIR and PREFIX; make test-vib:
+# the packaging tests.
+PREFIX		?= /usr/local
+vib: static
+	@VIB_KEY="$(VIB_KEY)" VIB_CERT="$(VIB_CERT)" sh vib/mkvib.sh build/static/bin build >build/vib.last
+	@echo "  VIB    $$(cat build/vib.last)"
+
+bundle: vib
+	@sh vib/mkbundle.sh "$$(cat build/vib.last)" build >build/bundle.last
+	@echo "  BUNDLE $$(cat build/bundle.last)"
+
+install: all
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" sh vib/install-linux.sh $(B)/bin
+
+test-vib: all static
+	@sh tests/vib/run.sh $(B) build/static/bin
+# --- end of packaging ---------------------------------------------------------
 
 demo: deps all
 	@sh tools/demo.sh $(B)

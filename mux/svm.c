@@ -118,7 +118,7 @@ svm_free(struct svm *s)
 }
 
 /* An IP address is checked against the certificate's IP SANs, a name
- * against its DNS names. */
+ * against its DNS names. Only a name goes in SNI (RFC 6066: no IPs). */
 static int
 svm_tls_expect_name(SSL *ssl, const char *name)
 {
@@ -127,6 +127,8 @@ svm_tls_expect_name(SSL *ssl, const char *name)
 
 	if (inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1)
 		return X509_VERIFY_PARAM_set1_ip_asc(vp, name);
+	if (SSL_set_tlsext_host_name(ssl, name) != 1)
+		return 0;
 	return SSL_set1_host(ssl, name);
 }
 
@@ -139,9 +141,8 @@ svm_dial(struct svm *s)
 	if (s->conf.tls) {
 		SSL *ssl = SSL_new(s->fo->tls);
 
-		/* SNI and the name the certificate must carry. */
+		/* The name the certificate must carry (and SNI). */
 		if (ssl == NULL ||
-		    SSL_set_tlsext_host_name(ssl, s->conf.server_name) != 1 ||
 		    svm_tls_expect_name(ssl, s->conf.server_name) != 1) {
 			if (ssl != NULL)
 				SSL_free(ssl);
@@ -780,11 +781,17 @@ svm_event_cb(struct bufferevent *bev, short what, void *arg)
 		unsigned long e = s->conf.tls ? bufferevent_get_openssl_error(bev) : 0;
 
 		if (e != 0) {
+			SSL *ssl = bufferevent_openssl_get_ssl(bev);
+			long v = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
 			char buf[160];
 
-			/* A handshake refused: wrong CA, wrong name, no TLS 1.3. */
+			/* A handshake refused: wrong CA, wrong name, no TLS 1.3;
+			 * the certificate check says which. */
 			ERR_error_string_n(e, buf, sizeof(buf));
-			snprintf(why, sizeof(why), "tls: %.110s", buf);
+			snprintf(why, sizeof(why), "tls: %.80s%s%.40s%s", buf,
+			    v != X509_V_OK ? " (" : "",
+			    v != X509_V_OK ? X509_verify_cert_error_string(v) : "",
+			    v != X509_V_OK ? ")" : "");
 			metrics_proto_error(LINK_SVM, PERR_TLS);
 			if (s->state == SVM_CONNECTING)
 				snap_alarm(&s->fo->mux->snap, "%s: %s", s->peer, why);

@@ -27,7 +27,8 @@ static struct e2e *e2e_current;
 
 /* ---- transport selection and test filter (the vsock guest) ---- */
 
-#define E2E_VSOCK_PORT_BASE	5100u	/* agent ports: base + 16 * (pid % 2000) + n */
+/* Agent ports on vsock: base + 16 * (pid % 2000) + n, fresh per test. */
+#define E2E_VSOCK_PORT_BASE	5100u
 
 /* MUX_E2E_FILTER=GLOB: cmocka runs only the tests whose names match. */
 __attribute__((constructor)) static void

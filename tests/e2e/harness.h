@@ -77,7 +77,11 @@ const char *e2e_agent_addr(struct e2e *);
 void	 e2e_skip_on_vsock(struct e2e *, const char *why);
 pid_t	 e2e_spawn(struct e2e *, const char *name, const char *const argv[]);
 pid_t	 e2e_start_muxd(struct e2e *);
+/* mux-svm on 127.0.0.1:port, --tls-off --json --quiet, then extra. */
 pid_t	 e2e_start_svm(struct e2e *, const char *name, int port,
+	    const char *const extra[]);
+/* The same with TLS: extra gives --cert, --key and --ca. */
+pid_t	 e2e_start_svm_tls(struct e2e *, const char *name, int port,
 	    const char *const extra[]);
 /* Runs mux-loadgen to completion; returns its exit status. */
 int	 e2e_run_loadgen(struct e2e *, const char *name, const char *const extra[]);

@@ -353,7 +353,8 @@ test_identity_from_transport(void **state)
 	FILE *f;
 	int fd;
 
-	e2e_skip_on_vsock(e, "needs an agent with CID 77; in the guest every peer is CID 1");
+	e2e_skip_on_vsock(e, "needs an agent with CID 77; in the guest "
+	    "every peer is CID 1");
 	snprintf(extra, sizeof(extra), "vm_map = %s\n", e2e_path(e, "vm.map"));
 	f = fopen(e2e_path(e, "vm.map"), "w");
 	assert_non_null(f);

@@ -265,7 +265,8 @@ test_vm_status_and_solutions(void **state)
 	    "--agents", "3", "--rate", "300", "--duration", "3", NULL };
 	pid_t lg, svm;
 
-	e2e_skip_on_vsock(e, "counts VmStatus of 3 VMs; in the guest every agent is CID 1");
+	e2e_skip_on_vsock(e, "counts VmStatus of 3 VMs; in the guest every "
+	    "agent is CID 1");
 	snprintf(extra, sizeof(extra), "[svm av]\naddress = 127.0.0.1:%d\n"
 	    "service_id = av\ntls = off\n", port);
 	e2e_conf(e, extra);

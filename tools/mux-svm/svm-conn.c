@@ -53,14 +53,21 @@ static unsigned	svm_conn_order_logged;
 static void	svm_conn_drain(struct svm_conn *, int);
 
 /*
- * The one place that makes the transport. A bufferevent_openssl in
- * server mode replaces the plain socket here when TLS arrives; everything
- * else only sees a bufferevent.
+ * The one place that makes the transport: a TLS server bufferevent
+ * (svm-tls.c), or a plain socket with --tls-off. Everything else only sees
+ * a bufferevent. It owns fd, even when it fails.
  */
 static struct bufferevent *
 svm_conn_bev_new(int fd)
 {
-	return bufferevent_socket_new(svm_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev;
+
+	if (!svm_opt.tls_off)
+		return svm_tls_bev_new(svm_base, fd);
+	if ((bev = bufferevent_socket_new(svm_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		close(fd);
+	return bev;
 }
 
 static void
@@ -665,15 +672,23 @@ static void
 svm_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct svm_conn *c = arg;
-	char why[128];
+	char why[256];
 
 	if (c->closing)
 		return;
-	if (what & BEV_EVENT_EOF)
-		snprintf(why, sizeof(why), "closed by the MUX");
-	else
-		snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(
-		    EVUTIL_SOCKET_ERROR()));
+	if (what & BEV_EVENT_CONNECTED) {
+		/* TLS: the handshake, client certificate included, is done. */
+		svm_tls_connected(c);
+		return;
+	}
+	/* A TLS failure is counted and logged there, with its reason. */
+	if (!svm_tls_failed(c, what, why, sizeof(why))) {
+		if (what & BEV_EVENT_EOF)
+			snprintf(why, sizeof(why), "closed by the MUX");
+		else
+			snprintf(why, sizeof(why), "%s",
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	}
 	/* What arrived before the close still counts (a Reject, a batch). */
 	svm_conn_drain(c, 0);
 	svm_conn_close(c, why);
@@ -754,9 +769,7 @@ svm_conn_accept(int fd, const struct sockaddr *sa, int salen)
 	    c->ack_ev == NULL || c->policy == NULL || c->reads == NULL) {
 		svm_warn("refusing a connection: out of memory");
 		if (c->bev != NULL)
-			bufferevent_free(c->bev);
-		else
-			close(fd);
+			bufferevent_free(c->bev);	/* fd too */
 		if (c->drain_ev != NULL)
 			event_free(c->drain_ev);
 		if (c->timer_ev != NULL)

@@ -217,9 +217,11 @@ svm_report_json(FILE *f, double rate, double elapsed)
 	    svm_vm_connected(), s->file_data, s->action_results);
 	fprintf(f, ",\"connections\":%" PRIu64 ",\"connections_refused\":%"
 	    PRIu64 ",\"registered\":%" PRIu64 ",\"rejects\":%" PRIu64
-	    ",\"protocol_errors\":%" PRIu64 ",\"timeouts\":%" PRIu64,
+	    ",\"protocol_errors\":%" PRIu64 ",\"timeouts\":%" PRIu64
+	    ",\"tls\":%s,\"tls_errors\":%" PRIu64,
 	    s->connections, s->connections_refused, s->registered, s->rejects,
-	    s->protocol_errors, s->timeouts);
+	    s->protocol_errors, s->timeouts, svm_opt.tls_off ? "false" : "true",
+	    s->tls_errors);
 	svm_report_json_files(f);
 	fprintf(f, ",\"events_per_sec\":%.1f,\"latency_us_p50\":%" PRIu64
 	    ",\"latency_us_p99\":%" PRIu64 ",\"latency_us_max\":%" PRIu64
@@ -265,9 +267,10 @@ svm_report_final(FILE *f)
 	    s->heartbeats_sent);
 	fprintf(f, "  connections   %" PRIu64 " (%" PRIu64 " registered, %"
 	    PRIu64 " rejected, %" PRIu64 " protocol errors, %" PRIu64
-	    " timeouts, %" PRIu64 " refused)\n", s->connections,
-	    s->registered, s->rejects, s->protocol_errors, s->timeouts,
-	    s->connections_refused);
+	    " timeouts, %" PRIu64 " refused; %s, %" PRIu64 " TLS errors)\n",
+	    s->connections, s->registered, s->rejects, s->protocol_errors,
+	    s->timeouts, s->connections_refused, svm_opt.tls_off ? "plain TCP" :
+	    "TLS 1.3", s->tls_errors);
 	fprintf(f, "  vm status     %" PRIu64 " messages, %zu VMs known, %zu "
 	    "connected; file data %" PRIu64 ", action results %" PRIu64 "\n",
 	    s->vm_status, svm_vm_known(), svm_vm_connected(), s->file_data,

@@ -51,7 +51,9 @@ usage(int status)
 	    "               [--classes file,network,process,login,vm] [--cids 3,4,...]\n"
 	    "               [--verdicts] [--window N]\n"
 	    "               [--policy allow|deny-path:GLOB|delay:MS|scan:clamd:SOCKET]\n"
-	    "               [--tls-off] [--json] [--state FILE] [--record FILE]\n"
+	    "               (--cert FILE --key FILE --ca FILE [--client-name NAME] |\n"
+	    "                --tls-off)\n"
+	    "               [--json] [--state FILE] [--record FILE]\n"
 	    "               [--ack-delay-ms N] [--process-us N] [--duration S]\n"
 	    "               [--max-frame BYTES] [--port-file FILE] [--exit-on-reject]\n"
 	    "               [--read-files DIR] [--reads N] [--scans N]\n"
@@ -174,12 +176,38 @@ set_id(char *dst, const char *src, const char *what)
 	memcpy(dst, src, n + 1);
 }
 
+/* TLS (the default) needs our certificate, its key and the MUX's CA. */
+static void
+parse_tls_options(void)
+{
+	char missing[64] = "";
+
+	if (svm_opt.tls_off) {
+		if (svm_opt.tls_cert != NULL || svm_opt.tls_key != NULL ||
+		    svm_opt.tls_ca != NULL || svm_opt.tls_client_name != NULL)
+			svm_fatalx(2, "--tls-off: --cert, --key, --ca and "
+			    "--client-name are for TLS; drop them or --tls-off");
+		return;
+	}
+	if (svm_opt.tls_cert == NULL)
+		strcat(missing, " --cert");
+	if (svm_opt.tls_key == NULL)
+		strcat(missing, " --key");
+	if (svm_opt.tls_ca == NULL)
+		strcat(missing, " --ca");
+	if (missing[0] != '\0')
+		svm_fatalx(2, "TLS is on by default and needs --cert FILE --key "
+		    "FILE --ca FILE (missing:%s); --tls-off for plain TCP",
+		    missing);
+}
+
 enum {
 	OPT_LISTEN = 256, OPT_SERVICE_ID, OPT_INSTANCE_ID, OPT_CLASSES,
 	OPT_CIDS, OPT_VERDICTS, OPT_WINDOW, OPT_POLICY, OPT_TLS_OFF, OPT_JSON,
 	OPT_STATE, OPT_RECORD, OPT_ACK_DELAY, OPT_PROCESS_US, OPT_DURATION,
 	OPT_QUIET, OPT_MAX_FRAME, OPT_PORT_FILE, OPT_EXIT_ON_REJECT, OPT_HELP,
-	OPT_READ_FILES, OPT_READS, OPT_SCANS, OPT_REMEDIATE,
+	OPT_READ_FILES, OPT_READS, OPT_SCANS, OPT_REMEDIATE, OPT_CERT, OPT_KEY,
+	OPT_CA, OPT_CLIENT_NAME,
 };
 
 static const struct option svm_longopts[] = {
@@ -192,6 +220,10 @@ static const struct option svm_longopts[] = {
 	{ "window",		required_argument, NULL, OPT_WINDOW },
 	{ "policy",		required_argument, NULL, OPT_POLICY },
 	{ "tls-off",		no_argument,	   NULL, OPT_TLS_OFF },
+	{ "cert",		required_argument, NULL, OPT_CERT },
+	{ "key",		required_argument, NULL, OPT_KEY },
+	{ "ca",			required_argument, NULL, OPT_CA },
+	{ "client-name",	required_argument, NULL, OPT_CLIENT_NAME },
 	{ "json",		no_argument,	   NULL, OPT_JSON },
 	{ "state",		required_argument, NULL, OPT_STATE },
 	{ "record",		required_argument, NULL, OPT_RECORD },
@@ -258,6 +290,20 @@ parse_options(int argc, char **argv)
 		case OPT_TLS_OFF:
 			svm_opt.tls_off = 1;
 			break;
+		case OPT_CERT:
+			svm_opt.tls_cert = optarg;
+			break;
+		case OPT_KEY:
+			svm_opt.tls_key = optarg;
+			break;
+		case OPT_CA:
+			svm_opt.tls_ca = optarg;
+			break;
+		case OPT_CLIENT_NAME:
+			if (*optarg == '\0')
+				svm_fatalx(2, "--client-name: empty name");
+			svm_opt.tls_client_name = optarg;
+			break;
 		case OPT_JSON:
 			svm_opt.json = 1;
 			break;
@@ -321,6 +367,7 @@ parse_options(int argc, char **argv)
 		usage(2);
 	if (svm_opt.listen == NULL || svm_opt.service_id[0] == '\0')
 		usage(2);
+	parse_tls_options();
 	if (svm_opt.instance_id[0] == '\0') {
 		if (gethostname(host, sizeof(host)) != 0)
 			strcpy(host, "localhost");
@@ -531,6 +578,7 @@ shutdown_all(void)
 	}
 	event_base_free(svm_base);
 	svm_base = NULL;
+	svm_tls_free();
 	free(svm_opt.policy.glob);
 	free(svm_opt.policy.deny_reason);
 	free(svm_opt.policy.clamd_path);
@@ -545,8 +593,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	parse_options(argc, argv);
 
-	if (!svm_opt.tls_off)
-		svm_warn("TLS is not implemented yet: running plain TCP");
+	svm_tls_init();
 	if (svm_opt.state_path != NULL)
 		svm_state_load();
 	if (svm_opt.read_dir != NULL)

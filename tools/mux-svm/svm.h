@@ -6,8 +6,8 @@
  *
  * Shape:
  *
- *   listener --accept--> svm_conn (bufferevent; TLS slots in at
- *                        svm_conn_bev_new)  x N, independent
+ *   listener --accept--> svm_conn (bufferevent; TLS 1.3 server,
+ *                        svm-tls.c, unless --tls-off)  x N, independent
  *        |                  |-- svm-check.c  seq order / holes / duplicates
  *        |                  |-- svm-policy.c verdicts (allow, deny-path,
  *        |                  |                delay, scan), remediation
@@ -135,6 +135,10 @@ struct svm_options {
 	uint32_t		 window;
 	struct svm_policy	 policy;
 	int			 tls_off;
+	const char		*tls_cert;	/* --cert: ours, PEM chain */
+	const char		*tls_key;	/* --key */
+	const char		*tls_ca;	/* --ca: signed the MUX's cert */
+	const char		*tls_client_name; /* --client-name; NULL: any */
 	int			 json;
 	int			 quiet;
 	int			 exit_on_reject;
@@ -257,6 +261,7 @@ struct svm_stats {
 	uint64_t		 registered;
 	uint64_t		 rejects;
 	uint64_t		 protocol_errors;
+	uint64_t		 tls_errors;	/* handshakes failed, TLS errors */
 	uint64_t		 timeouts;	/* hello, registered or silence */
 	uint64_t		 start_ns;	/* CLOCK_MONOTONIC */
 	uint64_t		 first_rx_ns;	/* CLOCK_MONOTONIC, 0 none */
@@ -340,6 +345,7 @@ struct svm_conn {
 	enum svm_conn_state	 state;
 	int			 closing;
 	int			 backlog;	/* drain yielded with frames left */
+	int			 tls_up;	/* TLS handshake completed */
 
 	struct event		*drain_ev;	/* resumes a yielded drain */
 	struct event		*timer_ev;	/* heartbeats and timeouts */
@@ -458,6 +464,13 @@ int		svm_scan_begin(struct svm_file *);
 int		svm_scan_chunk(struct svm_file *, const void *, size_t);
 void		svm_scan_end_stream(struct svm_file *);
 void		svm_scan_release(struct svm_file *);
+
+/* svm-tls.c */
+void		svm_tls_init(void);
+void		svm_tls_free(void);
+struct bufferevent *svm_tls_bev_new(struct event_base *, int);
+void		svm_tls_connected(struct svm_conn *);
+int		svm_tls_failed(struct svm_conn *, short, char *, size_t);
 
 /* svm-vm.c */
 void		svm_vm_status(const Mux__VmStatus *);
