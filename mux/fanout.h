@@ -139,8 +139,7 @@ void	 svm_snapshot(const struct svm *, struct snap_svm *);
 /* svm.c (return path) */
 void	 svm_answer(struct svm *, const struct svm_answer *);
 
-/* fanout.c */
-struct ssl_ctx_st *fanout_tls_context(const struct config *, char *err, size_t errlen);
+/* fanout.c (fanout_tls_context is in mux.h: main.c's -n uses it too) */
 void	 fanout_solutions_changed(struct fanout *);
 void	 fanout_publish(struct fanout *);
 void	 fanout_defer_free(struct fanout *, struct bufferevent *);

@@ -18,6 +18,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include <openssl/ssl.h>
+
 #include "mux.h"
 
 #define SAMPLE_PERIOD_S	1
@@ -130,6 +132,19 @@ main(int argc, char **argv)
 		if (path != NULL && config_load(path, &mux->conf, err, sizeof(err)) == -1) {
 			fprintf(stderr, "%s\n", err);
 			return 1;
+		}
+		/* What start-up would refuse, -n refuses too: the TLS files. */
+		for (size_t i = 0; i < mux->conf.nsvms; i++) {
+			struct ssl_ctx_st *tls;
+
+			if (!mux->conf.svms[i].tls)
+				continue;
+			if ((tls = fanout_tls_context(&mux->conf, err, sizeof(err))) == NULL) {
+				fprintf(stderr, "%s: %s\n", path ? path : "(defaults)", err);
+				return 1;
+			}
+			SSL_CTX_free(tls);
+			break;
 		}
 		printf("configuration OK%s%s\n", path ? ": " : " (built-in defaults)",
 		    path ? path : "");

@@ -391,6 +391,7 @@ void		 fanout_stop(struct fanout *);
 void		 fanout_free(struct fanout *);
 struct event_base *fanout_base(struct fanout *);
 uint64_t	 fanout_delivered_total(void);
+struct ssl_ctx_st *fanout_tls_context(const struct config *, char *err, size_t errlen);
 
 /* ---- control socket (control.c) ---- */
 int	 control_start(struct mux *, char *err, size_t errlen);
