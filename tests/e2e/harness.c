@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "mux.pb-c.h"
 #include "vmci_shim.h"
 #include "wire.h"
 
@@ -716,4 +717,133 @@ e2e_readable(int fd, int timeout_ms)
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
 	return poll(&pfd, 1, timeout_ms) == 1;
+}
+
+/* ---- raw agents ---- */
+
+void
+e2e_agent_send(int fd, const Mux__AgentMessage *m)
+{
+	size_t n = mux__agent_message__get_packed_size(m);
+	uint8_t *buf = malloc(n + 1);
+
+	assert_non_null(buf);
+	mux__agent_message__pack(m, buf);
+	assert_int_equal(e2e_send_frame(fd, buf, (uint32_t)n), 0);
+	free(buf);
+}
+
+Mux__MuxToAgent *
+e2e_agent_read(int fd, int timeout_ms)
+{
+	uint8_t hdr[FRAME_HDR_LEN], *body;
+	uint32_t len, got = 0;
+	Mux__MuxToAgent *m;
+	ssize_t r;
+
+	if (!e2e_readable(fd, timeout_ms))
+		return NULL;
+	while (got < sizeof(hdr)) {
+		if ((r = read(fd, hdr + got, sizeof(hdr) - got)) <= 0)
+			return NULL;
+		got += (uint32_t)r;
+	}
+	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+	    (uint32_t)hdr[2] << 8 | hdr[3];
+	body = malloc(len + 1);
+	assert_non_null(body);
+	for (got = 0; got < len; got += (uint32_t)r)
+		if (!e2e_readable(fd, timeout_ms) ||
+		    (r = read(fd, body + got, len - got)) <= 0)
+			break;
+	m = got == len ? mux__mux_to_agent__unpack(NULL, len, body) : NULL;
+	free(body);
+	return m;
+}
+
+int
+e2e_agent_read_until(int fd, int want, Mux__MuxToAgent **out)
+{
+	Mux__MuxToAgent *m;
+
+	while ((m = e2e_agent_read(fd, 5000)) != NULL) {
+		if ((int)m->msg_case == want) {
+			if (out != NULL)
+				*out = m;
+			else
+				mux__mux_to_agent__free_unpacked(m, NULL);
+			return 0;
+		}
+		mux__mux_to_agent__free_unpacked(m, NULL);
+	}
+	return -1;
+}
+
+void
+e2e_agent_send_hello(int fd, uint32_t version, const char *claimed_uuid)
+{
+	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
+	Mux__AgentHello h = MUX__AGENT_HELLO__INIT;
+
+	h.protocol_version = version;
+	h.agent_version = (char *)"raw-test";
+	h.os = (char *)"linux";
+	if (claimed_uuid != NULL)
+		h.claimed_vm_uuid = (char *)claimed_uuid;
+	m.msg_case = MUX__AGENT_MESSAGE__MSG_HELLO;
+	m.hello = &h;
+	e2e_agent_send(fd, &m);
+}
+
+uint64_t
+e2e_agent_handshake(int fd, uint32_t *cid)
+{
+	Mux__MuxToAgent *r = NULL;
+	uint64_t session;
+
+	e2e_agent_send_hello(fd, 1, NULL);
+	if (e2e_agent_read_until(fd, MUX__MUX_TO_AGENT__MSG_WELCOME, &r) == -1)
+		fail_msg("no AgentWelcome after AgentHello");
+	assert_int_equal(r->welcome->protocol_version, 1);
+	session = r->welcome->session_id;
+	if (cid != NULL)
+		*cid = r->welcome->cid;
+	mux__mux_to_agent__free_unpacked(r, NULL);
+	/* The full solution state follows the welcome at once (3.4). */
+	if (e2e_agent_read_until(fd, MUX__MUX_TO_AGENT__MSG_SOLUTIONS, NULL) == -1)
+		fail_msg("no SolutionState after AgentWelcome");
+	assert_true(session != 0);
+	return session;
+}
+
+void
+e2e_agent_file_events(int fd, uint64_t first_id, size_t n, int reply,
+    const char *path)
+{
+	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
+	Mux__EventBatch b = MUX__EVENT_BATCH__INIT;
+	Mux__FileEvent f = MUX__FILE_EVENT__INIT;
+	Mux__Event *ev = calloc(n, sizeof(*ev)), **pe = calloc(n, sizeof(*pe));
+	size_t i;
+
+	assert_non_null(ev);
+	assert_non_null(pe);
+	f.op = MUX__FILE_EVENT__OP__OPEN;
+	f.path = (char *)path;
+	f.file_id = 1;
+	for (i = 0; i < n; i++) {
+		mux__event__init(&ev[i]);
+		ev[i].event_id = first_id + i;
+		ev[i].reply_expected = reply;
+		ev[i].body_case = MUX__EVENT__BODY_FILE;
+		ev[i].file = &f;
+		pe[i] = &ev[i];
+	}
+	b.events = pe;
+	b.n_events = n;
+	m.msg_case = MUX__AGENT_MESSAGE__MSG_EVENTS;
+	m.events = &b;
+	e2e_agent_send(fd, &m);
+	free(ev);
+	free(pe);
 }

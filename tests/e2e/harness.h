@@ -108,6 +108,24 @@ int	 e2e_timeout_ms(struct e2e *, int ms);
  * CID 1 whatever cid is); returns a blocking fd. */
 int	 e2e_raw_agent(struct e2e *, uint32_t cid);
 int	 e2e_send_frame(int fd, const void *body, uint32_t len);
+/*
+ * Raw agents speaking the protocol by hand (what mux-loadgen never does).
+ * The messages are protobuf-c's (mux.pb-c.h, included by the tests).
+ */
+struct Mux__AgentMessage;
+struct Mux__MuxToAgent;
+void	 e2e_agent_send(int fd, const struct Mux__AgentMessage *);
+/* One whole frame, or NULL on timeout, EOF or garbage; free_unpacked it. */
+struct Mux__MuxToAgent *e2e_agent_read(int fd, int timeout_ms);
+/* Reads until a frame of msg_case `want` (0 on success; out may be NULL). */
+int	 e2e_agent_read_until(int fd, int want, struct Mux__MuxToAgent **out);
+void	 e2e_agent_send_hello(int fd, uint32_t version, const char *claimed_uuid);
+/* Hello (version 1), then the welcome and the SolutionState; returns the
+ * session id and stores the welcome's CID. */
+uint64_t e2e_agent_handshake(int fd, uint32_t *cid);
+/* n FileEvent OPENs of path in one EventBatch frame, ids first_id.. */
+void	 e2e_agent_file_events(int fd, uint64_t first_id, size_t n, int reply,
+	    const char *path);
 /* 1 when fd has something to read (or EOF) within timeout_ms. */
 int	 e2e_readable(int fd, int timeout_ms);
 /* Reads frames until EOF or timeout; 1 when the peer closed. */

@@ -18,66 +18,6 @@
 #include "mux.pb-c.h"
 
 static void
-send_msg(int fd, const Mux__AgentMessage *m)
-{
-	size_t n = mux__agent_message__get_packed_size(m);
-	uint8_t *buf = malloc(n + 1);
-
-	assert_non_null(buf);
-	mux__agent_message__pack(m, buf);
-	assert_int_equal(e2e_send_frame(fd, buf, (uint32_t)n), 0);
-	free(buf);
-}
-
-static void
-send_hello(int fd, uint32_t version)
-{
-	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
-	Mux__AgentHello h = MUX__AGENT_HELLO__INIT;
-
-	h.protocol_version = version;
-	h.agent_version = (char *)"raw-test";
-	h.os = (char *)"linux";
-	m.msg_case = MUX__AGENT_MESSAGE__MSG_HELLO;
-	m.hello = &h;
-	send_msg(fd, &m);
-}
-
-/* Reads frames until one decodes as `want`; 0 on success. */
-static int
-read_until(int fd, Mux__MuxToAgent__MsgCase want, Mux__MuxToAgent **out)
-{
-	uint8_t hdr[4], *body;
-	uint32_t len;
-	Mux__MuxToAgent *m;
-
-	for (;;) {
-		if (read(fd, hdr, 4) != 4)
-			return -1;
-		len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-		    (uint32_t)hdr[2] << 8 | hdr[3];
-		body = malloc(len + 1);
-		assert_non_null(body);
-		if (read(fd, body, len) != (ssize_t)len) {
-			free(body);
-			return -1;
-		}
-		m = mux__mux_to_agent__unpack(NULL, len, body);
-		free(body);
-		if (m == NULL)
-			return -1;
-		if (m->msg_case == want) {
-			if (out != NULL)
-				*out = m;
-			else
-				mux__mux_to_agent__free_unpacked(m, NULL);
-			return 0;
-		}
-		mux__mux_to_agent__free_unpacked(m, NULL);
-	}
-}
-
-static void
 send_events(int fd, Mux__Event **ev, size_t n)
 {
 	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
@@ -87,7 +27,7 @@ send_events(int fd, Mux__Event **ev, size_t n)
 	b.n_events = n;
 	m.msg_case = MUX__AGENT_MESSAGE__MSG_EVENTS;
 	m.events = &b;
-	send_msg(fd, &m);
+	e2e_agent_send(fd, &m);
 }
 
 enum bad_kind {
@@ -122,8 +62,8 @@ misbehave(struct e2e *e, enum bad_kind k, uint32_t cid)
 
 	if (k != BAD_ZERO_LEN && k != BAD_TOO_BIG && k != BAD_GARBAGE &&
 	    k != BAD_NO_HELLO) {
-		send_hello(fd, 1);
-		assert_int_equal(read_until(fd, MUX__MUX_TO_AGENT__MSG_WELCOME, NULL), 0);
+		e2e_agent_send_hello(fd, 1, NULL);
+		assert_int_equal(e2e_agent_read_until(fd, MUX__MUX_TO_AGENT__MSG_WELCOME, NULL), 0);
 	}
 	f.op = MUX__FILE_EVENT__OP__OPEN;
 	f.path = (char *)"/etc/passwd";
@@ -228,8 +168,8 @@ test_malformed_closes_only_that_agent(void **state)
 		assert_int_equal(e2e_metric(e, metric), 1);
 	}
 	fd = e2e_raw_agent(e, 200);	/* a good line, then a wrong version */
-	send_hello(fd, 2);
-	assert_int_equal(read_until(fd, MUX__MUX_TO_AGENT__MSG_REJECT, NULL), 0);
+	e2e_agent_send_hello(fd, 2, NULL);
+	assert_int_equal(e2e_agent_read_until(fd, MUX__MUX_TO_AGENT__MSG_REJECT, NULL), 0);
 	assert_true(e2e_wait_closed(fd, 3000));
 	close(fd);
 	assert_int_equal(e2e_metric(e,
@@ -289,12 +229,12 @@ test_connection_limit_per_vm(void **state)
 	for (i = 0; i < 3; i++)
 		fd[i] = e2e_raw_agent(e, 42);
 	/* The third is refused with OVERLOADED and closed. */
-	assert_int_equal(read_until(fd[2], MUX__MUX_TO_AGENT__MSG_REJECT, NULL), 0);
+	assert_int_equal(e2e_agent_read_until(fd[2], MUX__MUX_TO_AGENT__MSG_REJECT, NULL), 0);
 	assert_true(e2e_wait_closed(fd[2], 3000));
 	for (i = 0; i < 2; i++) {
-		send_hello(fd[i], 1);
-		assert_int_equal(read_until(fd[i], MUX__MUX_TO_AGENT__MSG_WELCOME, NULL), 0);
-		assert_int_equal(read_until(fd[i], MUX__MUX_TO_AGENT__MSG_SOLUTIONS, NULL), 0);
+		e2e_agent_send_hello(fd[i], 1, NULL);
+		assert_int_equal(e2e_agent_read_until(fd[i], MUX__MUX_TO_AGENT__MSG_WELCOME, NULL), 0);
+		assert_int_equal(e2e_agent_read_until(fd[i], MUX__MUX_TO_AGENT__MSG_SOLUTIONS, NULL), 0);
 	}
 	assert_int_equal(e2e_metric(e, "mux_events_dropped_total{reason=\"conn_limit\"}"), 1);
 	usleep(400 * 1000);
@@ -351,6 +291,7 @@ test_identity_from_transport(void **state)
 	const char *args[] = { "--json", "agents", NULL };
 	char extra[600], out[8192];
 	FILE *f;
+	Mux__MuxToAgent *w;
 	int fd;
 
 	e2e_skip_on_vsock(e, "needs an agent with CID 77; in the guest "
@@ -363,24 +304,12 @@ test_identity_from_transport(void **state)
 	e2e_conf(e, extra);
 	e2e_start_muxd(e);
 	fd = e2e_raw_agent(e, 77);
-	{
-		Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
-		Mux__AgentHello h = MUX__AGENT_HELLO__INIT;
-		Mux__MuxToAgent *w;
-
-		h.protocol_version = 1;
-		h.agent_version = (char *)"raw";
-		h.os = (char *)"linux";
-		h.claimed_vm_uuid = (char *)"someone-else";
-		m.msg_case = MUX__AGENT_MESSAGE__MSG_HELLO;
-		m.hello = &h;
-		send_msg(fd, &m);
-		assert_int_equal(read_until(fd, MUX__MUX_TO_AGENT__MSG_WELCOME, &w), 0);
-		assert_int_equal(w->welcome->cid, 77);
-		assert_int_equal(w->welcome->protocol_version, 1);
-		assert_true(w->welcome->session_id != 0);
-		mux__mux_to_agent__free_unpacked(w, NULL);
-	}
+	e2e_agent_send_hello(fd, 1, "someone-else");
+	assert_int_equal(e2e_agent_read_until(fd, MUX__MUX_TO_AGENT__MSG_WELCOME, &w), 0);
+	assert_int_equal(w->welcome->cid, 77);
+	assert_int_equal(w->welcome->protocol_version, 1);
+	assert_true(w->welcome->session_id != 0);
+	mux__mux_to_agent__free_unpacked(w, NULL);
 	usleep(400 * 1000);
 	assert_int_equal(e2e_metric(e, "mux_identity_mismatch_total"), 1);
 	assert_int_equal(e2e_muxctl(e, out, sizeof(out), args), 0);

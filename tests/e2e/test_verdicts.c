@@ -216,90 +216,6 @@ test_no_decider(void **state)
 	assert_int_equal(reason_count(json, "no-solution"), e2e_json_i64(json, "verdicts"));
 }
 
-/* ---- raw agents for the routing test ---- */
-
-static void
-raw_send(int fd, const Mux__AgentMessage *m)
-{
-	size_t n = mux__agent_message__get_packed_size(m);
-	uint8_t *buf = malloc(n + 1);
-
-	assert_non_null(buf);
-	mux__agent_message__pack(m, buf);
-	assert_int_equal(e2e_send_frame(fd, buf, (uint32_t)n), 0);
-	free(buf);
-}
-
-static Mux__MuxToAgent *
-raw_read(int fd, int timeout_ms)
-{
-	uint8_t hdr[4], *body;
-	uint32_t len, got = 0;
-	Mux__MuxToAgent *m;
-	ssize_t r;
-
-	if (!e2e_readable(fd, timeout_ms) || read(fd, hdr, 4) != 4)
-		return NULL;
-	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-	    (uint32_t)hdr[2] << 8 | hdr[3];
-	body = malloc(len + 1);
-	assert_non_null(body);
-	while (got < len && (r = read(fd, body + got, len - got)) > 0)
-		got += (uint32_t)r;
-	m = got == len ? mux__mux_to_agent__unpack(NULL, len, body) : NULL;
-	free(body);
-	return m;
-}
-
-static uint64_t
-raw_hello(int fd)
-{
-	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
-	Mux__AgentHello h = MUX__AGENT_HELLO__INIT;
-	Mux__MuxToAgent *r;
-	uint64_t session = 0;
-
-	h.protocol_version = 1;
-	h.agent_version = (char *)"raw";
-	h.os = (char *)"linux";
-	m.msg_case = MUX__AGENT_MESSAGE__MSG_HELLO;
-	m.hello = &h;
-	raw_send(fd, &m);
-	while ((r = raw_read(fd, 3000)) != NULL) {
-		if (r->msg_case == MUX__MUX_TO_AGENT__MSG_WELCOME)
-			session = r->welcome->session_id;
-		if (r->msg_case == MUX__MUX_TO_AGENT__MSG_SOLUTIONS) {
-			mux__mux_to_agent__free_unpacked(r, NULL);
-			break;
-		}
-		mux__mux_to_agent__free_unpacked(r, NULL);
-	}
-	assert_true(session != 0);
-	return session;
-}
-
-static void
-raw_file_open(int fd, uint64_t event_id, const char *path)
-{
-	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
-	Mux__EventBatch b = MUX__EVENT_BATCH__INIT;
-	Mux__Event ev = MUX__EVENT__INIT, *pe = &ev;
-	Mux__FileEvent f = MUX__FILE_EVENT__INIT;
-
-	f.op = MUX__FILE_EVENT__OP__OPEN;
-	f.path = (char *)path;
-	f.file_id = 1;
-	ev.event_id = event_id;
-	ev.reply_expected = 1;
-	ev.body_case = MUX__EVENT__BODY_FILE;
-	ev.file = &f;
-	b.events = &pe;
-	b.n_events = 1;
-	m.msg_case = MUX__AGENT_MESSAGE__MSG_EVENTS;
-	m.events = &b;
-	raw_send(fd, &m);
-}
-
 /*
  * A VM's connection closes with a verdict pending; the same CID connects
  * again. The old event's verdict must never reach the new connection,
@@ -320,15 +236,15 @@ test_verdict_never_misrouted(void **state)
 	e2e_start_muxd(e);
 	assert_int_equal(e2e_wait_svms_up(e, 1, 10000), 0);
 	fd1 = e2e_raw_agent(e, 50);
-	s1 = raw_hello(fd1);
-	raw_file_open(fd1, 7, "/old/connection");
+	s1 = e2e_agent_handshake(fd1, NULL);
+	e2e_agent_file_events(fd1, 7, 1, 1, "/old/connection");
 	usleep(200 * 1000);
 	close(fd1);			/* verdict for event 7 still pending */
 	fd2 = e2e_raw_agent(e, 50);	/* same CID, a new connection */
-	s2 = raw_hello(fd2);
+	s2 = e2e_agent_handshake(fd2, NULL);
 	assert_true(s2 != s1);
-	raw_file_open(fd2, 1000, "/new/connection");
-	while ((r = raw_read(fd2, 2500)) != NULL) {
+	e2e_agent_file_events(fd2, 1000, 1, 1, "/new/connection");
+	while ((r = e2e_agent_read(fd2, 2500)) != NULL) {
 		if (r->msg_case == MUX__MUX_TO_AGENT__MSG_VERDICT) {
 			assert_int_equal(r->verdict->event_id, 1000);
 			assert_int_equal(r->verdict->action, MUX__ACTION__ALLOW);

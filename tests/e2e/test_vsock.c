@@ -39,104 +39,6 @@ stamped_cid(struct e2e *e, uint32_t cid)
 	return e->vsock ? E2E_VSOCK_CID : cid;
 }
 
-static void
-raw_send(int fd, const Mux__AgentMessage *m)
-{
-	size_t n = mux__agent_message__get_packed_size(m);
-	uint8_t *buf = malloc(n + 1);
-
-	assert_non_null(buf);
-	mux__agent_message__pack(m, buf);
-	assert_int_equal(e2e_send_frame(fd, buf, (uint32_t)n), 0);
-	free(buf);
-}
-
-/* One whole frame, or NULL on timeout, EOF or garbage. */
-static Mux__MuxToAgent *
-raw_read(int fd, int timeout_ms)
-{
-	uint8_t hdr[FRAME_HDR_LEN], *body;
-	uint32_t len, got = 0;
-	Mux__MuxToAgent *m;
-	ssize_t r;
-
-	if (!e2e_readable(fd, timeout_ms))
-		return NULL;
-	while (got < sizeof(hdr)) {
-		if ((r = read(fd, hdr + got, sizeof(hdr) - got)) <= 0)
-			return NULL;
-		got += (uint32_t)r;
-	}
-	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-	    (uint32_t)hdr[2] << 8 | hdr[3];
-	body = malloc(len + 1);
-	assert_non_null(body);
-	for (got = 0; got < len; got += (uint32_t)r)
-		if (!e2e_readable(fd, timeout_ms) ||
-		    (r = read(fd, body + got, len - got)) <= 0)
-			break;
-	m = got == len ? mux__mux_to_agent__unpack(NULL, len, body) : NULL;
-	free(body);
-	return m;
-}
-
-/* AgentHello, then AgentWelcome; returns the welcome's CID. */
-static uint32_t
-raw_handshake(int fd, uint64_t *session)
-{
-	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
-	Mux__AgentHello h = MUX__AGENT_HELLO__INIT;
-	Mux__MuxToAgent *r;
-	uint32_t cid;
-
-	h.protocol_version = 1;
-	h.agent_version = (char *)"raw-vsock-test";
-	h.os = (char *)"linux";
-	m.msg_case = MUX__AGENT_MESSAGE__MSG_HELLO;
-	m.hello = &h;
-	raw_send(fd, &m);
-	r = raw_read(fd, 5000);
-	if (r == NULL || r->msg_case != MUX__MUX_TO_AGENT__MSG_WELCOME)
-		fail_msg("no AgentWelcome after AgentHello");
-	assert_int_equal(r->welcome->protocol_version, 1);
-	cid = r->welcome->cid;
-	*session = r->welcome->session_id;
-	mux__mux_to_agent__free_unpacked(r, NULL);
-	return cid;
-}
-
-/* n events in one EventBatch frame (vsock does not coalesce writes). */
-static void
-raw_file_events(int fd, uint64_t first_id, size_t n, int reply)
-{
-	Mux__AgentMessage m = MUX__AGENT_MESSAGE__INIT;
-	Mux__EventBatch b = MUX__EVENT_BATCH__INIT;
-	Mux__FileEvent f = MUX__FILE_EVENT__INIT;
-	Mux__Event *ev = calloc(n, sizeof(*ev)), **pe = calloc(n, sizeof(*pe));
-	size_t i;
-
-	assert_non_null(ev);
-	assert_non_null(pe);
-	f.op = MUX__FILE_EVENT__OP__OPEN;
-	f.path = (char *)"/etc/hosts";
-	f.file_id = 1;
-	for (i = 0; i < n; i++) {
-		mux__event__init(&ev[i]);
-		ev[i].event_id = first_id + i;
-		ev[i].reply_expected = reply;
-		ev[i].body_case = MUX__EVENT__BODY_FILE;
-		ev[i].file = &f;
-		pe[i] = &ev[i];
-	}
-	b.events = pe;
-	b.n_events = n;
-	m.msg_case = MUX__AGENT_MESSAGE__MSG_EVENTS;
-	m.events = &b;
-	raw_send(fd, &m);
-	free(ev);
-	free(pe);
-}
-
 /* 1 when a line of path contains needle. */
 static int
 file_has(const char *path, const char *needle)
@@ -312,6 +214,7 @@ test_vsock_handshake_fanout(void **state)
 	struct sent *s;
 	size_t n1, n2, ns;
 	uint64_t session;
+	uint32_t cid;
 	int64_t sent, sessions;
 
 	snprintf(rec1, sizeof(rec1), "%s", e2e_path(e, "all.rec"));
@@ -345,7 +248,8 @@ test_vsock_handshake_fanout(void **state)
 
 	/* Handshake: the CID is the transport's, the session is new. */
 	fd = e2e_raw_agent(e, RAW_CID);
-	assert_int_equal(raw_handshake(fd, &session), stamped_cid(e, RAW_CID));
+	session = e2e_agent_handshake(fd, &cid);
+	assert_int_equal(cid, stamped_cid(e, RAW_CID));
 	assert_true(session != 0);
 	print_message("vsock handshake: %s welcomed as cid %u, session %llu\n",
 	    e2e_agent_addr(e), stamped_cid(e, RAW_CID),
@@ -413,7 +317,6 @@ test_vsock_abrupt_disconnect(void **state)
 	    "--agents", "2", "--rate", "400", "--duration", secs,
 	    "--reply-share", "0.2", NULL };
 	uint8_t partial[FRAME_HDR_LEN + 8];
-	uint64_t session;
 	pid_t svm, lv, ls;
 	struct rec *r;
 	size_t nr, i, vm = 0;
@@ -438,8 +341,8 @@ test_vsock_abrupt_disconnect(void **state)
 
 	/* A raw agent that dies half way through a frame, owed 5 verdicts. */
 	fd = e2e_raw_agent(e, RAW_CID);
-	raw_handshake(fd, &session);
-	raw_file_events(fd, 1, 5, 1);
+	e2e_agent_handshake(fd, NULL);
+	e2e_agent_file_events(fd, 1, 5, 1, "/etc/hosts");
 	frame_put_header(partial, 100);
 	memset(partial + FRAME_HDR_LEN, 0, 8);
 	assert_int_equal(write(fd, partial, sizeof(partial)),
