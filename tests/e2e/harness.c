@@ -847,3 +847,123 @@ e2e_agent_file_events(int fd, uint64_t first_id, size_t n, int reply,
 	free(ev);
 	free(pe);
 }
+
+/* ---- accounting: what each SVM got against what the agents sent ---- */
+
+struct e2e_key {
+	uint64_t session;
+	uint64_t event_id;
+};
+
+static int
+e2e_key_cmp(const void *a, const void *b)
+{
+	const struct e2e_key *x = a, *y = b;
+
+	if (x->session != y->session)
+		return x->session < y->session ? -1 : 1;
+	if (x->event_id != y->event_id)
+		return x->event_id < y->event_id ? -1 : 1;
+	return 0;
+}
+
+/*
+ * One SVM's record against what the agents sent: seqs ascend (without a
+ * hole for a full subscriber), event ids ascend per session, every CID is
+ * the stamped one, and the agent events of the subscribed classes are
+ * exactly the sent ones, each once. Returns how many VM events it saw.
+ */
+static int
+e2e_cid_in(uint32_t cid, const uint32_t *cids, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return 1;
+	for (i = 0; i < n; i++)
+		if (cids[i] == cid)
+			return 1;
+	return 0;
+}
+
+size_t
+e2e_check_record(struct e2e *e, const char *name, const struct rec *r, size_t nr,
+    const struct sent *s, size_t ns, uint32_t mask, const uint32_t *cids,
+    size_t ncids)
+{
+	struct e2e_key *got = calloc(nr + 1, sizeof(*got));
+	struct e2e_key *want = calloc(ns + 1, sizeof(*want));
+	struct e2e_key *last = calloc(nr + 1, sizeof(*last));
+	size_t ngot = 0, nwant = 0, nlast = 0, i, j, vm = 0;
+	uint64_t prev = 0;
+
+	assert_non_null(got);
+	assert_non_null(want);
+	assert_non_null(last);
+	for (i = 0; i < nr; i++) {
+		if (r[i].gap)
+			fail_msg("%s: unexpected gap %llu..%llu", name,
+			    (unsigned long long)r[i].seq,
+			    (unsigned long long)r[i].last);
+		/* seq is global: only a full subscriber sees every one. */
+		if (mask == WIRE_CLASS_ALL && ncids == 0 ? r[i].seq != prev + 1 :
+		    r[i].seq <= prev)
+			fail_msg("%s: seq %llu after %llu", name,
+			    (unsigned long long)r[i].seq,
+			    (unsigned long long)prev);
+		prev = r[i].seq;
+		if ((mask & (1u << r[i].cls)) == 0 ||
+		    !e2e_cid_in(r[i].cid, cids, ncids))
+			fail_msg("%s: seq %llu of class %d cid %u it did not "
+			    "subscribe to", name, (unsigned long long)r[i].seq,
+			    r[i].cls, r[i].cid);
+		if (r[i].cls == MUX__EVENT_CLASS__VM) {
+			vm++;
+			continue;
+		}
+		/* On vsock the kernel stamps CID 1, whatever was asked. */
+		if (e->vsock && r[i].cid != E2E_VSOCK_CID)
+			fail_msg("%s: seq %llu stamped cid %u, want %u", name,
+			    (unsigned long long)r[i].seq, r[i].cid,
+			    E2E_VSOCK_CID);
+		/* Order within a session: the last id seen per session. */
+		for (j = 0; j < nlast && last[j].session != r[i].session; j++)
+			;
+		if (j == nlast)
+			last[nlast++].session = r[i].session;
+		else if (last[j].event_id >= r[i].event_id)
+			fail_msg("%s: session %llu event %llu after %llu", name,
+			    (unsigned long long)r[i].session,
+			    (unsigned long long)r[i].event_id,
+			    (unsigned long long)last[j].event_id);
+		last[j].event_id = r[i].event_id;
+		got[ngot].session = r[i].session;
+		got[ngot++].event_id = r[i].event_id;
+	}
+	for (i = 0; i < ns; i++)
+		if ((mask & (1u << s[i].cls)) && e2e_cid_in(s[i].cid, cids, ncids)) {
+			want[nwant].session = s[i].session;
+			want[nwant++].event_id = s[i].event_id;
+		}
+	qsort(got, ngot, sizeof(*got), e2e_key_cmp);
+	qsort(want, nwant, sizeof(*want), e2e_key_cmp);
+	for (i = 1; i < ngot; i++)
+		if (e2e_key_cmp(&got[i - 1], &got[i]) == 0)
+			fail_msg("%s: session %llu event %llu delivered twice",
+			    name, (unsigned long long)got[i].session,
+			    (unsigned long long)got[i].event_id);
+	if (ngot != nwant)
+		fail_msg("%s: %zu agent events delivered, %zu sent", name,
+		    ngot, nwant);
+	for (i = 0; i < ngot; i++)
+		if (e2e_key_cmp(&got[i], &want[i]) != 0)
+			fail_msg("%s: delivered set differs from the sent one at "
+			    "%zu", name, i);
+	print_message("fan-out %s: %zu agent events + %zu VM events, each once, "
+	    "in order\n", name, ngot, vm);
+	free(got);
+	free(want);
+	free(last);
+	return vm;
+}
+

@@ -126,6 +126,16 @@ uint64_t e2e_agent_handshake(int fd, uint32_t *cid);
 /* n FileEvent OPENs of path in one EventBatch frame, ids first_id.. */
 void	 e2e_agent_file_events(int fd, uint64_t first_id, size_t n, int reply,
 	    const char *path);
+/*
+ * One SVM's --record against loadgen's --record: seqs ascend (with no hole
+ * at all for a subscriber of every class and VM), event ids ascend per
+ * session, nothing outside the subscription (class mask, cids; ncids 0 =
+ * all), and exactly the matching agent events, each once. Returns the VM
+ * events seen. Fails the test otherwise.
+ */
+size_t	 e2e_check_record(struct e2e *, const char *name, const struct rec *,
+	    size_t, const struct sent *, size_t, uint32_t class_mask,
+	    const uint32_t *cids, size_t ncids);
 /* 1 when fd has something to read (or EOF) within timeout_ms. */
 int	 e2e_readable(int fd, int timeout_ms);
 /* Reads frames until EOF or timeout; 1 when the peer closed. */

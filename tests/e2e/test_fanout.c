@@ -13,113 +13,6 @@
 
 #include "wire.h"
 
-struct key {
-	uint64_t session;
-	uint64_t event_id;
-};
-
-static int
-key_cmp(const void *a, const void *b)
-{
-	const struct key *x = a, *y = b;
-
-	if (x->session != y->session)
-		return x->session < y->session ? -1 : 1;
-	if (x->event_id != y->event_id)
-		return x->event_id < y->event_id ? -1 : 1;
-	return 0;
-}
-
-static int
-cid_in(uint32_t cid, const uint32_t *cids, size_t n)
-{
-	size_t i;
-
-	if (n == 0)
-		return 1;
-	for (i = 0; i < n; i++)
-		if (cids[i] == cid)
-			return 1;
-	return 0;
-}
-
-/*
- * Checks one SVM's record against what the agents sent: ascending seqs,
- * per-session ascending event ids, and exactly the matching agent events,
- * each once. Returns the number of VM events (session 0) it saw.
- */
-static size_t
-check_svm(const char *name, const struct rec *r, size_t nr, const struct sent *s,
-    size_t ns, wire_class_mask mask, const uint32_t *cids, size_t ncids)
-{
-	struct key *got = calloc(nr + 1, sizeof(*got));
-	struct key *want = calloc(ns + 1, sizeof(*want));
-	size_t ngot = 0, nwant = 0, i, vm = 0;
-	uint64_t last = 0;
-
-	assert_non_null(got);
-	assert_non_null(want);
-	for (i = 0; i < nr; i++) {
-		if (r[i].gap)
-			fail_msg("%s: unexpected gap %llu..%llu", name,
-			    (unsigned long long)r[i].seq, (unsigned long long)r[i].last);
-		if (r[i].seq <= last)
-			fail_msg("%s: seq %llu after %llu", name,
-			    (unsigned long long)r[i].seq, (unsigned long long)last);
-		last = r[i].seq;
-		if ((mask & (1u << r[i].cls)) == 0 || !cid_in(r[i].cid, cids, ncids))
-			fail_msg("%s: got seq %llu of class %d cid %u it did not "
-			    "subscribe to", name, (unsigned long long)r[i].seq,
-			    r[i].cls, r[i].cid);
-		if (r[i].session == 0) {
-			vm++;
-			continue;
-		}
-		got[ngot].session = r[i].session;
-		got[ngot].event_id = r[i].event_id;
-		ngot++;
-	}
-	for (i = 0; i < ns; i++)
-		if ((mask & (1u << s[i].cls)) && cid_in(s[i].cid, cids, ncids)) {
-			want[nwant].session = s[i].session;
-			want[nwant].event_id = s[i].event_id;
-			nwant++;
-		}
-	/* Order per session: the record is in seq order; check ids ascend. */
-	for (i = 1; i < ngot; i++) {
-		size_t j;
-
-		for (j = i; j-- > 0;)
-			if (got[j].session == got[i].session) {
-				if (got[j].event_id >= got[i].event_id)
-					fail_msg("%s: session %llu event %llu after %llu",
-					    name, (unsigned long long)got[i].session,
-					    (unsigned long long)got[i].event_id,
-					    (unsigned long long)got[j].event_id);
-				break;
-			}
-		if (i > 2000)
-			break;	/* quadratic: the first 2000 are plenty */
-	}
-	qsort(got, ngot, sizeof(*got), key_cmp);
-	qsort(want, nwant, sizeof(*want), key_cmp);
-	for (i = 1; i < ngot; i++)
-		if (key_cmp(&got[i - 1], &got[i]) == 0)
-			fail_msg("%s: session %llu event %llu delivered twice", name,
-			    (unsigned long long)got[i].session,
-			    (unsigned long long)got[i].event_id);
-	if (ngot != nwant)
-		fail_msg("%s: %zu agent events delivered, %zu expected", name, ngot, nwant);
-	for (i = 0; i < ngot; i++)
-		if (key_cmp(&got[i], &want[i]) != 0)
-			fail_msg("%s: delivered set differs at %zu", name, i);
-	print_message("%s: %zu agent events + %zu VM events, exactly once, in order\n",
-	    name, ngot, vm);
-	free(got);
-	free(want);
-	return vm;
-}
-
 static void
 test_fanout_accounting(void **state)
 {
@@ -184,15 +77,17 @@ test_fanout_accounting(void **state)
 	n1 = e2e_read_records(rec1, &r1);
 	n2 = e2e_read_records(rec2, &r2);
 	n3 = e2e_read_records(rec3, &r3);
-	vm1 = check_svm("svm1 (all)", r1, n1, s, ns, WIRE_CLASS_ALL, NULL, 0);
+	vm1 = e2e_check_record(e, "svm1 (all)", r1, n1, s, ns, WIRE_CLASS_ALL,
+	    NULL, 0);
 	/* The full subscriber sees seq 1..N with no hole at all. */
 	assert_int_equal(r1[0].seq, 1);
 	assert_int_equal(r1[n1 - 1].seq, n1);
 	assert_int_equal(vm1, (size_t)(2 * sessions));
-	assert_int_equal(check_svm("svm2 (file,process)", r2, n2, s, ns,
+	assert_int_equal(e2e_check_record(e, "svm2 (file,process)", r2, n2, s, ns,
 	    (1u << MUX__EVENT_CLASS__FILE) | (1u << MUX__EVENT_CLASS__PROCESS),
 	    NULL, 0), 0);
-	vm3 = check_svm("svm3 (network,login,vm; cids 3,5,7,9)", r3, n3, s, ns,
+	vm3 = e2e_check_record(e, "svm3 (network,login,vm; cids 3,5,7,9)", r3, n3,
+	    s, ns,
 	    (1u << MUX__EVENT_CLASS__NETWORK) | (1u << MUX__EVENT_CLASS__LOGIN) |
 	    (1u << MUX__EVENT_CLASS__VM), c3, 4);
 	assert_int_equal(vm3, 2 * 4);

@@ -88,107 +88,6 @@ received_total(struct e2e *e)
 	return n;
 }
 
-struct key {
-	uint64_t session;
-	uint64_t event_id;
-};
-
-static int
-key_cmp(const void *a, const void *b)
-{
-	const struct key *x = a, *y = b;
-
-	if (x->session != y->session)
-		return x->session < y->session ? -1 : 1;
-	if (x->event_id != y->event_id)
-		return x->event_id < y->event_id ? -1 : 1;
-	return 0;
-}
-
-/*
- * One SVM's record against what the agents sent: seqs ascend (without a
- * hole for a full subscriber), event ids ascend per session, every CID is
- * the stamped one, and the agent events of the subscribed classes are
- * exactly the sent ones, each once. Returns how many VM events it saw.
- */
-static size_t
-check_record(struct e2e *e, const char *name, const struct rec *r, size_t nr,
-    const struct sent *s, size_t ns, wire_class_mask mask)
-{
-	struct key *got = calloc(nr + 1, sizeof(*got));
-	struct key *want = calloc(ns + 1, sizeof(*want));
-	struct key *last = calloc(nr + 1, sizeof(*last));
-	size_t ngot = 0, nwant = 0, nlast = 0, i, j, vm = 0;
-	uint64_t prev = 0;
-
-	assert_non_null(got);
-	assert_non_null(want);
-	assert_non_null(last);
-	for (i = 0; i < nr; i++) {
-		if (r[i].gap)
-			fail_msg("%s: unexpected gap %llu..%llu", name,
-			    (unsigned long long)r[i].seq,
-			    (unsigned long long)r[i].last);
-		/* seq is global: only a full subscriber sees every one. */
-		if (mask == WIRE_CLASS_ALL ? r[i].seq != prev + 1 :
-		    r[i].seq <= prev)
-			fail_msg("%s: seq %llu after %llu", name,
-			    (unsigned long long)r[i].seq,
-			    (unsigned long long)prev);
-		prev = r[i].seq;
-		if ((mask & (1u << r[i].cls)) == 0)
-			fail_msg("%s: seq %llu of class %d it did not subscribe "
-			    "to", name, (unsigned long long)r[i].seq, r[i].cls);
-		if (r[i].cls == MUX__EVENT_CLASS__VM) {
-			vm++;
-			continue;
-		}
-		/* On vsock the kernel stamps CID 1, whatever was asked. */
-		if (e->vsock && r[i].cid != E2E_VSOCK_CID)
-			fail_msg("%s: seq %llu stamped cid %u, want %u", name,
-			    (unsigned long long)r[i].seq, r[i].cid,
-			    E2E_VSOCK_CID);
-		/* Order within a session: the last id seen per session. */
-		for (j = 0; j < nlast && last[j].session != r[i].session; j++)
-			;
-		if (j == nlast)
-			last[nlast++].session = r[i].session;
-		else if (last[j].event_id >= r[i].event_id)
-			fail_msg("%s: session %llu event %llu after %llu", name,
-			    (unsigned long long)r[i].session,
-			    (unsigned long long)r[i].event_id,
-			    (unsigned long long)last[j].event_id);
-		last[j].event_id = r[i].event_id;
-		got[ngot].session = r[i].session;
-		got[ngot++].event_id = r[i].event_id;
-	}
-	for (i = 0; i < ns; i++)
-		if (mask & (1u << s[i].cls)) {
-			want[nwant].session = s[i].session;
-			want[nwant++].event_id = s[i].event_id;
-		}
-	qsort(got, ngot, sizeof(*got), key_cmp);
-	qsort(want, nwant, sizeof(*want), key_cmp);
-	for (i = 1; i < ngot; i++)
-		if (key_cmp(&got[i - 1], &got[i]) == 0)
-			fail_msg("%s: session %llu event %llu delivered twice",
-			    name, (unsigned long long)got[i].session,
-			    (unsigned long long)got[i].event_id);
-	if (ngot != nwant)
-		fail_msg("%s: %zu agent events delivered, %zu sent", name,
-		    ngot, nwant);
-	for (i = 0; i < ngot; i++)
-		if (key_cmp(&got[i], &want[i]) != 0)
-			fail_msg("%s: delivered set differs from the sent one at "
-			    "%zu", name, i);
-	print_message("fan-out %s: %zu agent events + %zu VM events, each once, "
-	    "in order\n", name, ngot, vm);
-	free(got);
-	free(want);
-	free(last);
-	return vm;
-}
-
 /*
  * Handshake (the welcome names the CID the transport gave) and fan-out to
  * two SVMs with different subscriptions: every event sent by 8 loadgen
@@ -279,11 +178,11 @@ test_vsock_handshake_fanout(void **state)
 	n1 = e2e_read_records(rec1, &r1);
 	n2 = e2e_read_records(rec2, &r2);
 	/* Connected + disconnected for 8 loadgen sessions and the raw one. */
-	assert_int_equal(check_record(e, "all", r1, n1, s, ns, WIRE_CLASS_ALL),
-	    2 * (8 + 1));
-	assert_int_equal(check_record(e, "file,process", r2, n2, s, ns,
-	    (1u << MUX__EVENT_CLASS__FILE) | (1u << MUX__EVENT_CLASS__PROCESS)),
-	    0);
+	assert_int_equal(e2e_check_record(e, "all", r1, n1, s, ns, WIRE_CLASS_ALL,
+	    NULL, 0), 2 * (8 + 1));
+	assert_int_equal(e2e_check_record(e, "file,process", r2, n2, s, ns,
+	    (1u << MUX__EVENT_CLASS__FILE) | (1u << MUX__EVENT_CLASS__PROCESS),
+	    NULL, 0), 0);
 	assert_int_equal(received_total(e), n1);
 	assert_int_equal(e2e_last_json(e2e_path(e, "all.out"), json,
 	    sizeof(json)), 0);
