@@ -28,12 +28,17 @@ trap cleanup EXIT
 
 
 echo "demo: folder $DIR"
-# The SVMs listen on ports the kernel picks and write them to a file.
-"$BIN/mux-svm" --listen 127.0.0.1:0 --port-file "$DIR/svm1.port" \
-	--service-id vendor.antimalware --tls-off --json --quiet >"$DIR/svm1.out" 2>"$DIR/svm1.err" &
+# The SVM link is TLS 1.3, mutual, as in production: a throwaway CA here.
+sh "$(dirname "$0")/mkpki.sh" "$DIR/pki"
+TLS="--cert $DIR/pki/svm.pem --key $DIR/pki/svm.key --ca $DIR/pki/ca.pem"
+# The SVMs listen on ports the kernel picks and write them to a file. The
+# antimalware SVM decides file opens and executions: it denies shell scripts in home folders.
+"$BIN/mux-svm" --listen 127.0.0.1:0 --port-file "$DIR/svm1.port" $TLS \
+	--service-id vendor.antimalware --verdicts --policy 'deny-path:/home/*.sh' \
+	--json --quiet >"$DIR/svm1.out" 2>"$DIR/svm1.err" &
 PIDS="$PIDS $!"
-"$BIN/mux-svm" --listen 127.0.0.1:0 --port-file "$DIR/svm2.port" \
-	--service-id vendor.idfw --classes network,vm --tls-off --json --quiet \
+"$BIN/mux-svm" --listen 127.0.0.1:0 --port-file "$DIR/svm2.port" $TLS \
+	--service-id vendor.idfw --classes network,vm --json --quiet \
 	>"$DIR/svm2.out" 2>"$DIR/svm2.err" &
 PIDS="$PIDS $!"
 i=0
@@ -42,23 +47,34 @@ while { [ ! -s "$DIR/svm1.port" ] || [ ! -s "$DIR/svm2.port" ]; } && [ $i -lt 50
 done
 P1=$(cat "$DIR/svm1.port")
 P2=$(cat "$DIR/svm2.port")
-echo "demo: SVM 'antimalware' (all classes) on 127.0.0.1:$P1, SVM 'firewall' (network, vm) on 127.0.0.1:$P2"
+echo "demo: SVM 'antimalware' (all classes, decides verdicts: denies /home/*.sh) on 127.0.0.1:$P1,"
+echo "      SVM 'firewall' (network, vm) on 127.0.0.1:$P2; both over mutual TLS 1.3"
+# The host's VM map: CID, UUID (what mux-loadgen's agents claim), name.
+cid=3
+while [ $cid -le 18 ]; do
+	printf '%d 6c676e00-0000-4000-8000-%012x vm-%02d-%s\n' "$cid" "$cid" $((cid - 2)) \
+		"$(echo web db app mail | cut -d' ' -f$(( (cid % 4) + 1 )))"
+	cid=$((cid + 1))
+done >"$DIR/vm.map"
 cat >"$DIR/muxd.conf" <<EOF
 [mux]
 transport = unix
+vm_map = $DIR/vm.map
 agent_path = $DIR/agent.sock
 control_path = $DIR/control.sock
 heartbeat_ms = 2000
 [limits]
 ring_bytes = 64M
+[tls]
+ca = $DIR/pki/ca.pem
+cert = $DIR/pki/mux.pem
+key = $DIR/pki/mux.key
 [svm antimalware]
 address = 127.0.0.1:$P1
 service_id = vendor.antimalware
-tls = off
 [svm firewall]
 address = 127.0.0.1:$P2
 service_id = vendor.idfw
-tls = off
 EOF
 "$BIN/muxd" -d -f "$DIR/muxd.conf" 2>"$DIR/muxd.log" &
 MUXD=$!
@@ -84,6 +100,8 @@ t=0
 while kill -0 "$LG" 2>/dev/null; do
 	sleep 1
 	t=$((t + 1))
+	# Mid-run, the operator's view is kept for the end.
+	[ "$t" -eq $(( (SECS + 1) / 2 )) ] && $CTL status >"$DIR/status-mid.txt" 2>&1
 	S=$($CTL --json status 2>/dev/null) || continue
 	V=$($CTL --json svms 2>/dev/null) || continue
 	lag1=$(echo "$V" | sed 's/},{/}\n{/g' | grep '"antimalware"' | num lag)
@@ -99,8 +117,9 @@ wait "$LG"
 LGRC=$?
 sleep 1
 echo
-echo "demo: muxctl status"
-$CTL status | sed 's/^/  /'
+echo "demo: muxctl status, taken half way through"
+sed 's/^/  /' "$DIR/status-mid.txt" 2>/dev/null
+echo "demo: muxctl svms, at the end"
 $CTL svms | sed 's/^/  /'
 stop_all
 
@@ -110,7 +129,7 @@ J2=$(grep '^{' "$DIR/svm2.out" | tail -n 1)
 echo
 echo "=== demo summary ==="
 echo "events sent by 16 VMs:        $(echo "$LGJ" | num sent) ($(echo "$LGJ" | sed -n 's/.*"events_per_sec":\([0-9.]*\).*/\1/p') events/s)"
-echo "verdicts received by agents:  $(echo "$LGJ" | num verdicts) of $(echo "$LGJ" | num reply_expected) expected, p99 $(echo "$LGJ" | num latency_us_p99) us"
+echo "verdicts received by agents:  $(echo "$LGJ" | num verdicts) of $(echo "$LGJ" | num reply_expected) expected ($(echo "$LGJ" | num allow) allow, $(echo "$LGJ" | num deny) deny), p50 $(echo "$LGJ" | num latency_us_p50) us, p99 $(echo "$LGJ" | num latency_us_p99) us"
 echo "svm antimalware received:     $(echo "$J1" | num received) (gaps $(echo "$J1" | num gaps), gap events $(echo "$J1" | num gap_events), holes $(echo "$J1" | num holes))"
 echo "svm firewall received:        $(echo "$J2" | num received) (gaps $(echo "$J2" | num gaps), gap events $(echo "$J2" | num gap_events))"
 echo "errors:                       loadgen $(echo "$LGJ" | num errors), svm protocol $(echo "$J1" | num protocol_errors)/$(echo "$J2" | num protocol_errors)"
