@@ -151,6 +151,10 @@ static:
 mutants:
 	@sh tests/mutants.sh
 
+# muxd's CPU instructions per event under callgrind (repeatable figure).
+bench-cost: all
+	@sh tools/bench-cost.sh $(B)
+
 # Calm VMs' verdict latency with and without one VM flooding (docs/return-path.md).
 bench-flood: all
 	@sh tools/bench-flood.sh $(B)

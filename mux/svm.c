@@ -390,6 +390,7 @@ svm_verdict(struct svm *s, const Mux__SvmVerdict *v)
 		vm = (struct verdicts_msg *)s->vbatch->data;
 		vm->slot = s->slot;
 		vm->gen = s->gen;
+		vm->n = 0;
 	}
 	vm = (struct verdicts_msg *)s->vbatch->data;
 	it = &vm->items[vm->n++];
