@@ -308,10 +308,47 @@ agent_event_perr(const char *why)
 }
 
 /* The whole batch is checked before any event takes a seq. */
+/*
+ * The encoded bytes of each event of the frame, in decoding order (every
+ * `events` field, merged as protobuf merges them, then each `events`
+ * inside). 0 when they match the decoded batch one for one.
+ */
+static int
+agent_event_slices(struct ingest *ing, const uint8_t *body, uint32_t len, size_t n)
+{
+	struct wire_field f, g;
+	size_t off = 0, off2, k = 0;
+	int r, r2;
+
+	if (n > ing->nslices_max) {
+		free(ing->slices);
+		ing->nslices_max = n < 1024 ? 1024 : n;
+		if ((ing->slices = calloc(ing->nslices_max, sizeof(*ing->slices))) == NULL)
+			fatal("slices");
+	}
+	while ((r = wire_field_next(body, len, &off, &f)) == 1) {
+		if (f.number != 2 || f.type != WIRE_T_LEN)	/* AgentMessage.events */
+			continue;
+		off2 = 0;
+		while ((r2 = wire_field_next(f.data, f.len, &off2, &g)) == 1) {
+			if (g.number != 1 || g.type != WIRE_T_LEN)	/* EventBatch.events */
+				continue;
+			if (k == n)
+				return -1;
+			ing->slices[k++] = g;
+		}
+		if (r2 == -1)
+			return -1;
+	}
+	return r == -1 || k != n ? -1 : 0;
+}
+
 static int
 agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns,
-    uint64_t now, uint32_t frame_len)
+    uint64_t now, const uint8_t *body, uint32_t frame_len)
 {
+	struct ingest *ing = a->ing;
+	struct wire_field none;
 	uint64_t last = a->last_event_id;
 	const char *why;
 	Mux__Event *e;
@@ -342,10 +379,22 @@ agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns,
 		}
 	}
 	a->last_event_id = last;
-	for (i = 0; i < b->n_events; i++)
-		if (ingest_event(a->ing, a, b->events[i], ingest_ns, now,
-		    frame_len / b->n_events) == -1)
-			return -1;
+	/* Spliced as received; re-encoded only if the bytes cannot be found
+	 * one for one (they always can for a frame that decoded). */
+	memset(&none, 0, sizeof(none));
+	none.len = frame_len / b->n_events;
+	if (agent_event_slices(ing, body, frame_len, b->n_events) == -1) {
+		log_debug("%s: event bytes not found one for one; re-encoding",
+		    a->peer);
+		for (i = 0; i < b->n_events; i++)
+			if (ingest_event(ing, a, b->events[i], &none, ingest_ns,
+			    now) == -1)
+				return -1;
+	} else
+		for (i = 0; i < b->n_events; i++)
+			if (ingest_event(ing, a, b->events[i], &ing->slices[i],
+			    ingest_ns, now) == -1)
+				return -1;
 	a->events += b->n_events;
 	return 0;
 }
@@ -353,7 +402,7 @@ agent_events(struct agent *a, const Mux__EventBatch *b, uint64_t ingest_ns,
 /* -1: the connection was closed. */
 static int
 agent_dispatch(struct agent *a, const Mux__AgentMessage *msg, uint64_t ingest_ns,
-    uint64_t now, uint32_t frame_len)
+    uint64_t now, const uint8_t *body, uint32_t frame_len)
 {
 	if (msg->msg_case == MUX__AGENT_MESSAGE__MSG__NOT_SET) {
 		agent_protocol_error(a, PERR_NO_ONEOF, NULL);
@@ -368,7 +417,7 @@ agent_dispatch(struct agent *a, const Mux__AgentMessage *msg, uint64_t ingest_ns
 	}
 	switch (msg->msg_case) {
 	case MUX__AGENT_MESSAGE__MSG_EVENTS:
-		return agent_events(a, msg->events, ingest_ns, now, frame_len);
+		return agent_events(a, msg->events, ingest_ns, now, body, frame_len);
 	case MUX__AGENT_MESSAGE__MSG_HEARTBEAT:
 		return 0;
 	case MUX__AGENT_MESSAGE__MSG_FILE_DATA:
@@ -414,7 +463,7 @@ agent_read_cb(struct bufferevent *bev, void *arg)
 			    PERR_ALLOC_BUDGET : PERR_DECODE, NULL);
 			break;
 		}
-		if (agent_dispatch(a, msg, ingest_ns, now, len) == -1)
+		if (agent_dispatch(a, msg, ingest_ns, now, body, len) == -1)
 			break;
 		frame_ev_consume(in, len);
 	}

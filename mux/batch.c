@@ -13,19 +13,6 @@
 #define TAG_DELIVERIES		((1u << 3) | 2u)
 #define ITEM_HDR_MAX		(1 + 5)		/* tag + varint32 */
 
-size_t
-batch_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
 int
 batch_init(struct batch *b, size_t max_bytes, size_t max_item)
 {
@@ -69,7 +56,7 @@ batch_item_begin(struct batch *b, uint32_t len)
 
 	b->item_start = b->len;
 	p[0] = TAG_DELIVERIES;
-	n = 1 + batch_varint(p + 1, len);
+	n = 1 + wire_put_varint(p + 1, len);
 	b->len += n;
 	return p + n;
 }
@@ -95,7 +82,7 @@ batch_finish(struct batch *b, size_t *framelen)
 	size_t h = FRAME_HDR_LEN, body;
 
 	hdr[h++] = TAG_MUX_TO_SVM_BATCH;
-	h += batch_varint(hdr + h, b->len);
+	h += wire_put_varint(hdr + h, b->len);
 	body = h - FRAME_HDR_LEN + b->len;
 	frame_put_header(hdr, (uint32_t)body);
 	start = b->buf + BATCH_RESERVE - h;

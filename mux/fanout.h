@@ -124,7 +124,6 @@ uint8_t	*batch_item_begin(struct batch *, uint32_t len);
 void	 batch_item_commit(struct batch *, uint32_t len);
 void	 batch_item_abort(struct batch *);
 const uint8_t *batch_finish(struct batch *, size_t *framelen);
-size_t	 batch_varint(uint8_t *, uint64_t);
 
 /* svm.c */
 struct svm *svm_new(struct fanout *, const struct config_svm *);

@@ -28,6 +28,13 @@ vm_hash(uint32_t cid)
 	return (cid * 2654435761u) % VM_HASH_SIZE;
 }
 
+/* The VmRef every delivery of this VM carries, encoded once. */
+void
+ingest_vm_ref(struct vm *vm)
+{
+	vm->ref_len = wire_vmref_encode(vm->ref, vm->cid, vm->uuid, vm->name);
+}
+
 struct vm *
 ingest_vm_get(struct ingest *ing, uint32_t cid, int create)
 {
@@ -41,6 +48,7 @@ ingest_vm_get(struct ingest *ing, uint32_t cid, int create)
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		fatal("vm");
 	vm->cid = cid;
+	ingest_vm_ref(vm);
 	LIST_INSERT_HEAD(&ing->vms[vm_hash(cid)], vm, hentry);
 	return vm;
 }
@@ -86,6 +94,7 @@ ingest_load_vm_map(struct ingest *ing, const char *path, char *err, size_t errle
 		vm->mapped = 1;
 		snprintf(vm->uuid, sizeof(vm->uuid), "%s", uuid);
 		snprintf(vm->name, sizeof(vm->name), "%s", end + n);
+		ingest_vm_ref(vm);
 	}
 	fclose(f);
 	return 0;
@@ -118,13 +127,28 @@ ingest_prepare(struct ingest *ing, struct vm *vm, uint64_t session, Mux__Event *
 	return protobuf_c_message_get_packed_size(&d->base);
 }
 
+/* Appends the n bytes in scratch as e's record; returns its seq. */
+static uint64_t
+ingest_append(struct ingest *ing, struct vm *vm, const Mux__Event *e, size_t n)
+{
+	struct ring_meta meta;
+	uint64_t seq;
+
+	memset(&meta, 0, sizeof(meta));
+	meta.cid = vm->cid;
+	meta.cls = (uint8_t)wire_event_class(e);
+	meta.flags = e->reply_expected ? RING_F_REPLY : 0;
+	seq = ring_push_sp(&ing->mux->ring, &meta, ing->scratch, (uint32_t)n);
+	METRIC_INC(metrics.received[meta.cls]);
+	ing->pushed = 1;
+	return seq;
+}
+
 /* Encodes and appends; returns the seq, 0 when it could not. */
 static uint64_t
 ingest_commit(struct ingest *ing, struct vm *vm, Mux__Event *e, Mux__Delivery *d,
     size_t n)
 {
-	struct ring_meta meta;
-
 	if (n > ing->mux->ring.max_len) {
 		/* Cannot happen: frames are capped below max_len. */
 		log_error("cid=%u: delivery of %zu bytes exceeds the ring's record "
@@ -132,14 +156,7 @@ ingest_commit(struct ingest *ing, struct vm *vm, Mux__Event *e, Mux__Delivery *d
 		return 0;
 	}
 	protobuf_c_message_pack(&d->base, ing->scratch);
-	memset(&meta, 0, sizeof(meta));
-	meta.cid = vm->cid;
-	meta.cls = (uint8_t)wire_event_class(e);
-	meta.flags = e->reply_expected ? RING_F_REPLY : 0;
-	ring_push_sp(&ing->mux->ring, &meta, ing->scratch, (uint32_t)n);
-	METRIC_INC(metrics.received[meta.cls]);
-	ing->pushed = 1;
-	return d->seq;
+	return ingest_append(ing, vm, e, n);
 }
 
 static uint64_t
@@ -288,8 +305,8 @@ ingest_vm_protected(struct ingest *ing, uint32_t cid)
  * 0 when it took a seq or was shed; -1 when the connection closed.
  */
 int
-ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e, uint64_t ingest_ns,
-    uint64_t now, size_t est_bytes)
+ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e,
+    const struct wire_field *raw, uint64_t ingest_ns, uint64_t now)
 {
 	Mux__Delivery d = MUX__DELIVERY__INIT;
 	Mux__VmRef ref = MUX__VM_REF__INIT;
@@ -297,8 +314,8 @@ ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e, uint64_t ingest
 	uint64_t seq, need;
 	size_t n;
 
-	/* The frame's share is the byte cost: shedding must stay cheap. */
-	if (!ingest_bucket_take(ing, vm, est_bytes, now)) {
+	/* The event's encoded size is its byte cost: shedding stays cheap. */
+	if (!ingest_bucket_take(ing, vm, raw->len, now)) {
 		ingest_shed(ing, a, e, DROP_RATE, ingest_ns, now);
 		return a->state == AGENT_DEAD ? -1 : 0;
 	}
@@ -306,9 +323,21 @@ ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e, uint64_t ingest
 		ingest_shed(ing, a, e, DROP_PENDING, ingest_ns, now);
 		return a->state == AGENT_DEAD ? -1 : 0;
 	}
-	n = ingest_prepare(ing, vm, a->session_id, e, ingest_ns, &d, &ref);
-	if ((seq = ingest_commit(ing, vm, e, &d, n)) == 0)
-		return 0;
+	if (raw->data != NULL) {
+		/*
+		 * The agent's own bytes, spliced into the Delivery: no second
+		 * encoding, and fields newer than this muxd reach the SVMs.
+		 */
+		seq = atomic_load_explicit(&ing->mux->ring.head_seq,
+		    memory_order_relaxed);
+		n = wire_delivery_encode(ing->scratch, seq, vm->ref, vm->ref_len,
+		    a->session_id, raw->data, raw->len, ingest_ns);
+		ingest_append(ing, vm, e, n);
+	} else {
+		n = ingest_prepare(ing, vm, a->session_id, e, ingest_ns, &d, &ref);
+		if ((seq = ingest_commit(ing, vm, e, &d, n)) == 0)
+			return 0;
+	}
 	if (!e->reply_expected)
 		return 0;
 	need = ingest_deciders_for(ing, vm->cid, (int)wire_event_class(e));
@@ -743,6 +772,7 @@ ingest_free(struct ingest *ing)
 		event_free(ing->snap_timer);
 	frame_arena_destroy(&ing->arena);
 	free(ing->scratch);
+	free(ing->slices);
 	free(ing->out);
 	free(ing->solutions);
 	if (ing->base != NULL)

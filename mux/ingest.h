@@ -30,6 +30,8 @@ struct vm {
 	uint32_t	 welcomed;		/* welcomed connections */
 	char		 agent_version[64];	/* from the latest welcome */
 	char		 claimed_uuid[64];
+	uint8_t		 ref[WIRE_VMREF_MAX];	/* VmRef, encoded once */
+	size_t		 ref_len;
 	int		 status_sent;		/* last VmStatus state sent */
 	uint32_t	 pending;		/* verdicts pending, all connections */
 	uint32_t	 relays;		/* requests in flight to its agents */
@@ -103,6 +105,8 @@ struct ingest {
 	uint8_t		*solutions;	/* latest MuxToAgent{solutions} frame */
 	size_t		 solutions_len;
 	int		 pushed;	/* records appended since last wake */
+	struct wire_field *slices;	/* the current batch's encoded events */
+	size_t		 nslices_max;
 
 	/* the return path (issue 5) */
 	struct verdict_table *vt;
@@ -133,7 +137,8 @@ struct vm	*ingest_vm_get(struct ingest *, uint32_t cid, int create);
 void		 ingest_vm_event(struct ingest *, struct vm *, Mux__VmEvent__Op,
 		    const char *detail);
 int		 ingest_event(struct ingest *, struct agent *, Mux__Event *,
-		    uint64_t ingest_ns, uint64_t now_mono, size_t est_bytes);
+		    const struct wire_field *raw, uint64_t ingest_ns, uint64_t now_mono);
+void		 ingest_vm_ref(struct vm *);
 void		 ingest_vm_status(struct ingest *, struct vm *, Mux__VmStatus__State);
 void		 ingest_publish(struct ingest *);
 void		 ingest_flush_wake(struct ingest *);

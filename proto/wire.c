@@ -162,3 +162,132 @@ wire_event_check(const Mux__Event *e)
 		return "reply_not_allowed";
 	return NULL;
 }
+
+size_t
+wire_put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static int
+wire_get_varint(const uint8_t *b, size_t len, size_t *off, uint64_t *v)
+{
+	unsigned shift = 0;
+
+	*v = 0;
+	while (*off < len && shift < 64) {
+		uint8_t c = b[(*off)++];
+
+		*v |= (uint64_t)(c & 0x7f) << shift;
+		if ((c & 0x80) == 0)
+			return 0;
+		shift += 7;
+	}
+	return -1;
+}
+
+/*
+ * The next field of an encoded message at *off: 1 and *f filled, 0 at the
+ * end, -1 when malformed (groups, truncation, field number 0).
+ */
+int
+wire_field_next(const uint8_t *b, size_t len, size_t *off, struct wire_field *f)
+{
+	uint64_t key, n;
+
+	if (*off >= len)
+		return 0;
+	if (wire_get_varint(b, len, off, &key) == -1 || (key >> 3) == 0 ||
+	    (key >> 3) > 0x1fffffff)
+		return -1;
+	f->number = (uint32_t)(key >> 3);
+	f->type = (enum wire_type)(key & 7);
+	f->data = NULL;
+	f->len = 0;
+	switch (f->type) {
+	case WIRE_T_VARINT:
+		return wire_get_varint(b, len, off, &f->value) == -1 ? -1 : 1;
+	case WIRE_T_LEN:
+		if (wire_get_varint(b, len, off, &n) == -1 || n > len - *off)
+			return -1;
+		break;
+	case WIRE_T_I64:
+		n = 8;
+		break;
+	case WIRE_T_I32:
+		n = 4;
+		break;
+	default:
+		return -1;
+	}
+	if (n > len - *off)
+		return -1;
+	f->data = b + *off;
+	f->len = (size_t)n;
+	*off += (size_t)n;
+	return 1;
+}
+
+static size_t
+wire_put_bytes(uint8_t *p, uint32_t field, const void *data, size_t len)
+{
+	size_t n = 0;
+
+	p[n++] = (uint8_t)WIRE_TAG(field, WIRE_T_LEN);
+	n += wire_put_varint(p + n, len);
+	memcpy(p + n, data, len);
+	return n + len;
+}
+
+/* VmRef as protobuf-c encodes it (proto3: empty fields left out). */
+size_t
+wire_vmref_encode(uint8_t *p, uint32_t cid, const char *uuid, const char *name)
+{
+	size_t n = 0;
+
+	if (cid != 0) {
+		p[n++] = (uint8_t)WIRE_TAG(1, WIRE_T_VARINT);
+		n += wire_put_varint(p + n, cid);
+	}
+	if (uuid[0] != '\0')
+		n += wire_put_bytes(p + n, 2, uuid, strlen(uuid));
+	if (name[0] != '\0')
+		n += wire_put_bytes(p + n, 3, name, strlen(name));
+	return n;
+}
+
+/*
+ * A Delivery around an Event that is already encoded (the agent's own
+ * bytes): the same bytes protobuf-c would write, without decoding and
+ * re-encoding the event. buf needs event_len + vmref_len + 64 bytes.
+ */
+size_t
+wire_delivery_encode(uint8_t *p, uint64_t seq, const uint8_t *vmref,
+    size_t vmref_len, uint64_t session, const uint8_t *event, size_t event_len,
+    uint64_t ingest_ns)
+{
+	size_t n = 0;
+
+	if (seq != 0) {
+		p[n++] = (uint8_t)WIRE_TAG(1, WIRE_T_VARINT);
+		n += wire_put_varint(p + n, seq);
+	}
+	n += wire_put_bytes(p + n, 2, vmref, vmref_len);
+	if (session != 0) {
+		p[n++] = (uint8_t)WIRE_TAG(3, WIRE_T_VARINT);
+		n += wire_put_varint(p + n, session);
+	}
+	n += wire_put_bytes(p + n, 4, event, event_len);
+	if (ingest_ns != 0) {
+		p[n++] = (uint8_t)WIRE_TAG(5, WIRE_T_VARINT);
+		n += wire_put_varint(p + n, ingest_ns);
+	}
+	return n;
+}

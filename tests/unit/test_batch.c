@@ -237,7 +237,7 @@ test_varint(void **state)
 		uint64_t back = 0;
 
 		memset(buf, 0xee, sizeof(buf));
-		n = batch_varint(buf, cases[i].v);
+		n = wire_put_varint(buf, cases[i].v);
 		assert_int_equal(n, cases[i].n);
 		assert_int_equal(buf[n], 0xee);		/* nothing past the end */
 		for (j = 0; j < n; j++) {
@@ -247,7 +247,7 @@ test_varint(void **state)
 		}
 		assert_int_equal(back, cases[i].v);
 	}
-	n = batch_varint(buf, 300);
+	n = wire_put_varint(buf, 300);
 	assert_int_equal(buf[0], 0xac);
 	assert_int_equal(buf[1], 0x02);
 }
@@ -352,7 +352,7 @@ test_item_varint_boundaries(void **state)
 		h = FRAME_HDR_LEN + 1 + varint_len(b.len);
 		assert_int_equal(frame[FRAME_HDR_LEN], 0x22);
 		want[0] = 0x0a;
-		wn = 1 + batch_varint(want + 1, lens[i]);
+		wn = 1 + wire_put_varint(want + 1, lens[i]);
 		assert_memory_equal(frame + h, want, wn);
 		assert_memory_equal(frame + h + wn, x[i].packed, lens[i]);
 		m = finish_decode(&b);

@@ -448,10 +448,103 @@ test_class_mask_of(void **state)
 	}
 }
 
+/* The spliced Delivery is byte for byte what protobuf-c writes. */
+static void
+test_delivery_encode_matches_protobuf_c(void **state)
+{
+	Mux__Event ev = MUX__EVENT__INIT;
+	Mux__FileEvent f = MUX__FILE_EVENT__INIT;
+	Mux__Delivery d = MUX__DELIVERY__INIT;
+	Mux__VmRef ref = MUX__VM_REF__INIT;
+	uint8_t evbuf[512], ours[1024], theirs[1024], refbuf[WIRE_VMREF_MAX];
+	size_t evlen, reflen, n, m;
+	const char *uuids[] = { "", "4c4c4544-0000-0000-0000-000000000077" };
+	const char *names[] = { "", "web server 7" };
+	uint64_t sessions[] = { 0, 1, 300, UINT64_MAX };
+	int u, k, s;
+
+	(void)state;
+	f.op = MUX__FILE_EVENT__OP__OPEN;
+	f.path = (char *)"/home/user1/doc1.txt";
+	f.file_id = 77;
+	ev.event_id = 12345;
+	ev.time_ns = 1700000000000000000ull;
+	ev.reply_expected = 1;
+	ev.body_case = MUX__EVENT__BODY_FILE;
+	ev.file = &f;
+	evlen = mux__event__pack(&ev, evbuf);
+	for (u = 0; u < 2; u++)
+		for (k = 0; k < 2; k++)
+			for (s = 0; s < 4; s++) {
+				ref.cid = 77;
+				ref.vm_uuid = (char *)uuids[u];
+				ref.vm_name = (char *)names[k];
+				d.seq = 1000 + (uint64_t)s;
+				d.vm = &ref;
+				d.agent_session = sessions[s];
+				d.event = &ev;
+				d.ingest_time_ns = 1700000000123456789ull;
+				m = mux__delivery__pack(&d, theirs);
+				reflen = wire_vmref_encode(refbuf, 77, uuids[u], names[k]);
+				n = wire_delivery_encode(ours, d.seq, refbuf, reflen,
+				    sessions[s], evbuf, evlen, d.ingest_time_ns);
+				assert_int_equal(n, m);
+				assert_memory_equal(ours, theirs, n);
+			}
+}
+
+/* Walking fields: each kind, and truncations refused. */
+static void
+test_field_next(void **state)
+{
+	uint8_t b[64];
+	struct wire_field f;
+	size_t n = 0, off = 0, i;
+
+	(void)state;
+	b[n++] = WIRE_TAG(1, WIRE_T_VARINT);
+	n += wire_put_varint(b + n, 300);
+	b[n++] = WIRE_TAG(2, WIRE_T_LEN);
+	b[n++] = 3;
+	b[n++] = 'a'; b[n++] = 'b'; b[n++] = 'c';
+	b[n++] = WIRE_TAG(3, WIRE_T_I32);
+	memset(b + n, 1, 4);
+	n += 4;
+	assert_int_equal(wire_field_next(b, n, &off, &f), 1);
+	assert_int_equal(f.number, 1);
+	assert_int_equal(f.value, 300);
+	assert_int_equal(wire_field_next(b, n, &off, &f), 1);
+	assert_int_equal(f.number, 2);
+	assert_int_equal(f.len, 3);
+	assert_memory_equal(f.data, "abc", 3);
+	assert_int_equal(wire_field_next(b, n, &off, &f), 1);
+	assert_int_equal(f.type, WIRE_T_I32);
+	assert_int_equal(wire_field_next(b, n, &off, &f), 0);
+	/* Every truncation of a frame that ends mid-field is refused. */
+	for (i = 1; i < n; i++) {
+		size_t o = 0;
+		int r;
+
+		while ((r = wire_field_next(b, i, &o, &f)) == 1)
+			;
+		if (i != 3 && i != 8)	/* cuts between whole fields */
+			assert_int_equal(r, -1);
+	}
+	/* A group (wire type 3) and field number 0 are refused. */
+	b[0] = WIRE_TAG(1, 3);
+	off = 0;
+	assert_int_equal(wire_field_next(b, n, &off, &f), -1);
+	b[0] = 0;
+	off = 0;
+	assert_int_equal(wire_field_next(b, n, &off, &f), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_delivery_encode_matches_protobuf_c),
+		cmocka_unit_test(test_field_next),
 		cmocka_unit_test(test_op_ranges_match_schema),
 		cmocka_unit_test(test_valid_ops),
 		cmocka_unit_test(test_bad_enums),
