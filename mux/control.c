@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include <event2/listener.h>
 
 #include "mux.h"
+#include "mux.pb-c.h"
 
 #define CONTROL_LINE_MAX	1024
 #define CONTROL_TIMEOUT_S	10
@@ -428,6 +430,103 @@ render_svms(struct mux *mux, int json, struct evbuffer *b)
 	free(sv);
 }
 
+static int
+control_cid(const char *s, uint32_t *cid)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || s[0] < '0' || s[0] > '9' ||
+	    v < 3 || v > 4294967294ul)
+		return -1;
+	*cid = (uint32_t)v;
+	return 0;
+}
+
+/* vm map CID UUID NAME...: the host's identity for a CID, from now on. */
+static void
+control_vm_map(struct mux *mux, int argc, char **argv, struct evbuffer *out,
+    char *fail, size_t faillen)
+{
+	struct mbox_msg *m;
+	uint32_t cid;
+	size_t len = 0;
+	int i;
+
+	if (control_cid(argv[2], &cid) == -1) {
+		snprintf(fail, faillen, "bad CID '%s' (3..4294967294)", argv[2]);
+		return;
+	}
+	if (strlen(argv[3]) >= sizeof(m->vm_uuid)) {
+		snprintf(fail, faillen, "UUID too long");
+		return;
+	}
+	m = mbox_msg_new(MBOX_VM_MAP, 0);
+	m->cid = cid;
+	snprintf(m->vm_uuid, sizeof(m->vm_uuid), "%s", argv[3]);
+	for (i = 4; i < argc; i++) {
+		int n = snprintf(m->vm_name + len, sizeof(m->vm_name) - len, "%s%s",
+		    i > 4 ? " " : "", argv[i]);
+
+		if (n < 0 || (size_t)n >= sizeof(m->vm_name) - len) {
+			free(m);
+			snprintf(fail, faillen, "NAME too long");
+			return;
+		}
+		len += (size_t)n;
+	}
+	mbox_post(&mux->to_ingest, m);
+	log_info("control: vm map cid=%u uuid=%s name=%s", cid, argv[3], m->vm_name);
+	evbuffer_add_printf(out, "cid %u mapped to %s (%s)\n", cid, argv[3],
+	    m->vm_name);
+}
+
+static const struct {
+	const char	*name;
+	int		 op;		/* Mux__VmEvent__Op */
+	int		 state;		/* Mux__VmStatus__State, or 0 */
+} control_vm_states[] = {
+	{ "powered_on", MUX__VM_EVENT__OP__POWERED_ON, MUX__VM_STATUS__STATE__POWERED_ON },
+	{ "powered_off", MUX__VM_EVENT__OP__POWERED_OFF, MUX__VM_STATUS__STATE__POWERED_OFF },
+	{ "suspended", MUX__VM_EVENT__OP__SUSPENDED, MUX__VM_STATUS__STATE__SUSPENDED },
+	{ "resumed", MUX__VM_EVENT__OP__RESUMED, 0 },
+	{ "migrated_in", MUX__VM_EVENT__OP__MIGRATED_IN, 0 },
+	{ "migrated_out", MUX__VM_EVENT__OP__MIGRATED_OUT, MUX__VM_STATUS__STATE__MIGRATED_OUT },
+	{ "guest_shutdown", MUX__VM_EVENT__OP__GUEST_SHUTDOWN, 0 },
+};
+
+/* vm event CID STATE: a state the host reports, made into a VmEvent. */
+static void
+control_vm_event(struct mux *mux, const char *cids, const char *state,
+    struct evbuffer *out, char *fail, size_t faillen)
+{
+	struct mbox_msg *m;
+	uint32_t cid;
+	size_t i, n = sizeof(control_vm_states) / sizeof(control_vm_states[0]);
+
+	if (control_cid(cids, &cid) == -1) {
+		snprintf(fail, faillen, "bad CID '%s' (3..4294967294)", cids);
+		return;
+	}
+	for (i = 0; i < n && strcasecmp(state, control_vm_states[i].name) != 0; i++)
+		;
+	if (i == n) {
+		snprintf(fail, faillen, "unknown state '%s' (powered_on, powered_off, "
+		    "suspended, resumed, migrated_in, migrated_out, guest_shutdown)",
+		    state);
+		return;
+	}
+	m = mbox_msg_new(MBOX_VM_EVENT, 0);
+	m->cid = cid;
+	m->state = control_vm_states[i].op;
+	m->len = (size_t)control_vm_states[i].state;	/* VmStatus state, 0: none */
+	mbox_post(&mux->to_ingest, m);
+	log_info("control: vm event cid=%u %s", cid, control_vm_states[i].name);
+	evbuffer_add_printf(out, "cid %u %s\n", cid, control_vm_states[i].name);
+}
+
 /*
  * Runs one command. On failure fills `fail` (the reply is then FAIL).
  * Exposed for the unit tests.
@@ -472,8 +571,13 @@ control_render(struct mux *mux, const char *cmd, int json, struct evbuffer *out,
 		log_set_level(lvl);
 		log_info("control: log level set to %s", argv[2]);
 		evbuffer_add_printf(out, "log level %s\n", argv[2]);
-	} else if (strcmp(argv[0], "reload") == 0 || strcmp(argv[0], "svm") == 0 ||
-	    strcmp(argv[0], "vm") == 0)
+	} else if (strcmp(argv[0], "vm") == 0 && argc >= 5 &&
+	    strcmp(argv[1], "map") == 0) {
+		control_vm_map(mux, argc, argv, out, fail, faillen);
+	} else if (strcmp(argv[0], "vm") == 0 && argc == 4 &&
+	    strcmp(argv[1], "event") == 0) {
+		control_vm_event(mux, argv[2], argv[3], out, fail, faillen);
+	} else if (strcmp(argv[0], "reload") == 0 || strcmp(argv[0], "svm") == 0)
 		snprintf(fail, faillen, "'%s' is not implemented in muxd %s yet",
 		    argv[0], MUX_VERSION);
 	else

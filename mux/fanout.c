@@ -223,6 +223,8 @@ fanout_mbox_cb(void *arg)
 			LIST_INSERT_HEAD(&fo->vms, v, entry);
 		}
 		v->state = m->state;
+		if (m->state == MUX__VM_STATUS__STATE__CONNECTED)
+			v->connected = 1;
 		memcpy(v->uuid, m->vm_uuid, sizeof(v->uuid));
 		memcpy(v->name, m->vm_name, sizeof(v->name));
 		memcpy(v->agent_version, m->agent_version, sizeof(v->agent_version));

@@ -33,6 +33,7 @@ struct vm_mirror {
 	LIST_ENTRY(vm_mirror) entry;
 	uint32_t	 cid;
 	int		 state;		/* Mux__VmStatus__State */
+	int		 connected;	/* an agent connection is up */
 	char		 uuid[64];
 	char		 name[128];
 	char		 agent_version[64];

@@ -598,6 +598,7 @@ ingest_mbox_cb(void *arg)
 	struct mbox_list list;
 	struct mbox_msg *m;
 	struct agent *a;
+	struct vm *vm;
 
 	mbox_take(&ing->mux->to_ingest, &list);
 	while ((m = TAILQ_FIRST(&list)) != NULL) {
@@ -615,6 +616,22 @@ ingest_mbox_cb(void *arg)
 				if (a->state == AGENT_ACTIVE)
 					agent_send_raw(a, ing->solutions,
 					    ing->solutions_len);
+			break;
+		case MBOX_VM_MAP:
+			vm = ingest_vm_get(ing, m->cid, 1);
+			vm->mapped = 1;
+			memcpy(vm->uuid, m->vm_uuid, sizeof(vm->uuid));
+			memcpy(vm->name, m->vm_name, sizeof(vm->name));
+			ingest_vm_ref(vm);
+			/* SVMs learn the new identity of a connected VM at once. */
+			if (vm->welcomed > 0)
+				ingest_vm_status(ing, vm, MUX__VM_STATUS__STATE__CONNECTED);
+			break;
+		case MBOX_VM_EVENT:
+			vm = ingest_vm_get(ing, m->cid, 1);
+			ingest_vm_event(ing, vm, (Mux__VmEvent__Op)m->state, "host");
+			if (m->len != 0)
+				ingest_vm_status(ing, vm, (Mux__VmStatus__State)m->len);
 			break;
 		case MBOX_DECIDER:
 			ingest_decider(ing, (const struct decider_msg *)m->data);

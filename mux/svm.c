@@ -607,8 +607,10 @@ svm_register(struct svm *s, const Mux__Register *r)
 	svm_post_decider(s, 1);
 	s->last_error[0] = '\0';
 	svm_set_state(s, SVM_LIVE);
+	/* Full state: every VM with an agent connected (protocol 4.3). */
 	LIST_FOREACH(v, &fo->vms, entry)
-		svm_send_vm_status(s, v);
+		if (v->connected)
+			svm_send_vm_status(s, v);
 	log_info("%s: registered service %s instance %s (classes 0x%x, %zu cids, "
 	    "verdicts %s, window %u, resume %llu@%llx -> seq %llu)", s->peer,
 	    r->service_id, r->instance_id, s->classes, s->ncids,

@@ -302,6 +302,49 @@ test_muxctl_without_daemon(void **state)
 	assert_non_null(strstr(out, "cannot connect"));
 }
 
+/* The host's word on VMs: `muxctl vm map` and `muxctl vm event`. */
+static void
+test_vm_map_and_events(void **state)
+{
+	struct e2e *e = *state;
+	int port = e2e_free_port(), fd;
+	const char *sv[] = { "--service-id", "av", NULL };
+	const char *map[] = { "vm", "map", "60", "4c4c4544-0060", "db-server", NULL };
+	const char *off[] = { "vm", "event", "60", "powered_off", NULL };
+	const char *bad[] = { "vm", "event", "60", "exploded", NULL };
+	const char *badcid[] = { "vm", "event", "2", "powered_on", NULL };
+	const char *ag[] = { "--json", "agents", NULL };
+	char extra[512], out[8192], json[8192];
+	pid_t svm;
+
+	snprintf(extra, sizeof(extra), "[svm av]\naddress = 127.0.0.1:%d\n"
+	    "service_id = av\ntls = off\n", port);
+	e2e_conf(e, extra);
+	svm = e2e_start_svm(e, "svm", port, sv);
+	e2e_start_muxd(e);
+	assert_int_equal(e2e_wait_svms_up(e, 1, 10000), 0);
+	fd = e2e_raw_agent(e, 60);
+	e2e_agent_handshake(fd, NULL);
+	assert_int_equal(e2e_muxctl(e, out, sizeof(out), map), 0);
+	assert_int_equal(e2e_muxctl(e, out, sizeof(out), off), 0);
+	assert_int_equal(e2e_muxctl(e, out, sizeof(out), bad), 1);
+	assert_non_null(strstr(out, "unknown state"));
+	assert_int_equal(e2e_muxctl(e, out, sizeof(out), badcid), 1);
+	usleep(400 * 1000);
+	assert_int_equal(e2e_muxctl(e, out, sizeof(out), ag), 0);
+	assert_non_null(strstr(out, "\"vm_name\":\"db-server\""));
+	assert_non_null(strstr(out, "\"vm_uuid\":\"4c4c4544-0060\""));
+	/* AGENT_CONNECTED, then POWERED_OFF made from the host's word. */
+	assert_int_equal(e2e_metric(e, "mux_events_received_total{class=\"vm\"}"), 2);
+	assert_int_equal(e2e_wait_drained(e, 10000), 0);
+	e2e_stop(e, svm, SIGTERM);
+	close(fd);
+	assert_int_equal(e2e_last_json(e2e_path(e, "svm.out"), json, sizeof(json)), 0);
+	/* CONNECTED, CONNECTED with the mapped identity, POWERED_OFF. */
+	assert_int_equal(e2e_json_i64(json, "vm_status"), 3);
+	assert_int_equal(e2e_json_i64(json, "received"), 2);
+}
+
 int
 main(void)
 {
@@ -317,6 +360,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_vm_status_and_solutions,
 		    e2e_setup, e2e_teardown),
 		cmocka_unit_test_setup_teardown(test_muxctl_without_daemon,
+		    e2e_setup, e2e_teardown),
+		cmocka_unit_test_setup_teardown(test_vm_map_and_events,
 		    e2e_setup, e2e_teardown),
 	};
 
