@@ -486,7 +486,12 @@ test_mbox_free_pending(void **state)
 		m = mbox_msg_new(MBOX_VM_MAP, 100);
 		assert_int_equal(m->type, MBOX_VM_MAP);
 		assert_int_equal(m->len, 100);
-		assert_int_equal(m->data[99], 0);	/* zeroed */
+		/* The header is cleared; the data is the sender's to fill. */
+		assert_int_equal(m->cid, 0);
+		assert_int_equal(m->state, 0);
+		assert_int_equal(m->vm_uuid[0], 0);
+		assert_int_equal(m->vm_name[0], 0);
+		memset(m->data, 0xab, m->len);
 		mbox_post(&c.mb, m);
 	}
 	assert_false(TAILQ_EMPTY(&c.mb.list));
