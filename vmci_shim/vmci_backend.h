@@ -29,9 +29,33 @@ struct vmci_backend_ops {
 	const char *(*describe)(const void *);
 };
 
+/*
+ * The listening half both socket backends share (vmci_shim.c): one accept
+ * per wake-up (the event is level-triggered, so the loop comes back for the
+ * rest), a rest of VMCI_ACCEPT_PAUSE_MS after EMFILE and the like (the fd
+ * stays readable and the loop would spin), and the caller's pause. The
+ * callbacks are the acceptor's last act, so they may free it.
+ */
+struct sockaddr;
+struct vmci_acceptor {
+	struct event	*ev_accept;
+	struct event	*ev_rest;
+	int		 paused;	/* by the caller */
+	int		 resting;	/* after EMFILE and the like */
+	void		(*on_fd)(int fd, const struct sockaddr *, unsigned int len,
+			    void *arg);
+	void		(*on_error)(const char *reason, void *arg);
+	void		*arg;
+};
+
 /* vmci_shim.c */
 void	 vmci_shim_err(char *, size_t, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
+int	 vmci_acceptor_start(struct vmci_acceptor *, struct event_base *, int fd,
+	    void (*)(int, const struct sockaddr *, unsigned int, void *),
+	    void (*)(const char *, void *), void *);
+void	 vmci_acceptor_pause(struct vmci_acceptor *, int paused);
+void	 vmci_acceptor_free(struct vmci_acceptor *);
 
 /* vmci_unix.c */
 extern const struct vmci_backend_ops vmci_unix_ops;

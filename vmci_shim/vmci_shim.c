@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+#include <event2/event.h>
 #include "vmci_backend.h"
 
 #define VMCI_UNIX_PREFIX	"unix:"
@@ -240,4 +242,102 @@ vmci_connect(const struct vmci_addr *a, uint32_t cid, char *err,
 		return -1;
 	}
 	return ops->connect(a, cid, err, errlen);
+}
+
+/* ---- the shared acceptor (see vmci_backend.h) ---- */
+
+static void
+vmci_acceptor_update(struct vmci_acceptor *a)
+{
+	if (a->paused || a->resting)
+		event_del(a->ev_accept);
+	else
+		event_add(a->ev_accept, NULL);
+}
+
+static void
+vmci_acceptor_rest_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmci_acceptor *a = arg;
+
+	(void)fd;
+	(void)what;
+	a->resting = 0;
+	vmci_acceptor_update(a);
+}
+
+static void
+vmci_acceptor_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct vmci_acceptor *a = arg;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct timeval tv = {
+		.tv_sec = VMCI_ACCEPT_PAUSE_MS / 1000,
+		.tv_usec = (VMCI_ACCEPT_PAUSE_MS % 1000) * 1000,
+	};
+	const char *reason;
+	int fd;
+
+	(void)what;
+	memset(&ss, 0, sizeof(ss));
+	fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		switch (errno) {
+		case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+		case EWOULDBLOCK:
+#endif
+		case EINTR:
+		case ECONNABORTED:
+			return;
+		case EMFILE:
+		case ENFILE:
+			reason = "accept_emfile";
+			break;
+		default:
+			reason = "accept";
+			break;
+		}
+		a->resting = 1;
+		vmci_acceptor_update(a);
+		evtimer_add(a->ev_rest, &tv);
+		a->on_error(reason, a->arg);
+		return;
+	}
+	a->on_fd(fd, (struct sockaddr *)&ss, (unsigned int)len, a->arg);
+}
+
+int
+vmci_acceptor_start(struct vmci_acceptor *a, struct event_base *base, int fd,
+    void (*on_fd)(int, const struct sockaddr *, unsigned int, void *),
+    void (*on_error)(const char *, void *), void *arg)
+{
+	memset(a, 0, sizeof(*a));
+	a->on_fd = on_fd;
+	a->on_error = on_error;
+	a->arg = arg;
+	a->ev_accept = event_new(base, fd, EV_READ | EV_PERSIST, vmci_acceptor_cb, a);
+	a->ev_rest = evtimer_new(base, vmci_acceptor_rest_cb, a);
+	if (a->ev_accept == NULL || a->ev_rest == NULL ||
+	    event_add(a->ev_accept, NULL) == -1)
+		return -1;
+	return 0;
+}
+
+void
+vmci_acceptor_pause(struct vmci_acceptor *a, int paused)
+{
+	a->paused = paused != 0;
+	vmci_acceptor_update(a);
+}
+
+void
+vmci_acceptor_free(struct vmci_acceptor *a)
+{
+	if (a->ev_accept != NULL)
+		event_free(a->ev_accept);
+	if (a->ev_rest != NULL)
+		event_free(a->ev_rest);
+	a->ev_accept = a->ev_rest = NULL;
 }

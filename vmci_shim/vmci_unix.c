@@ -56,10 +56,7 @@ struct vmci_unix_listener {
 	dev_t			 dev;		/* our socket file, so that */
 	ino_t			 ino;		/* free unlinks only ours */
 
-	struct event		*ev_accept;
-	struct event		*ev_rest;	/* ends an EMFILE pause */
-	int			 paused;	/* by the caller */
-	int			 resting;	/* after EMFILE and the like */
+	struct vmci_acceptor	 acc;
 
 	unsigned int		 timeout_ms;
 	struct vmci_unix_pendings pending;
@@ -191,15 +188,6 @@ vmci_unix_clear_stale(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
-}
-
-static void
-vmci_unix_update(struct vmci_unix_listener *l)
-{
-	if (l->paused || l->resting)
-		event_del(l->ev_accept);
-	else
-		event_add(l->ev_accept, NULL);
 }
 
 static void
@@ -335,70 +323,17 @@ vmci_unix_pending_new(struct vmci_unix_listener *l, int fd)
 	return 0;
 }
 
+/* An accepted connection: wait for its CID line (bounded backlog). */
 static void
-vmci_unix_rest_cb(int fd, short what, void *arg)
-{
-	struct vmci_unix_listener *l = arg;
-
-	l->resting = 0;
-	vmci_unix_update(l);
-}
-
-/*
- * Rest instead of retrying: the listening fd stays readable while the
- * table is full, and a level-triggered loop would spin on it.
- */
-static void
-vmci_unix_rest(struct vmci_unix_listener *l)
-{
-	struct timeval tv = {
-		.tv_sec = VMCI_ACCEPT_PAUSE_MS / 1000,
-		.tv_usec = (VMCI_ACCEPT_PAUSE_MS % 1000) * 1000,
-	};
-
-	l->resting = 1;
-	vmci_unix_update(l);
-	evtimer_add(l->ev_rest, &tv);
-}
-
-/*
- * One connection per wake-up: the event is level-triggered, so the loop
- * comes back for the rest, and an error callback can be our last act.
- */
-static void
-vmci_unix_accept_cb(int lfd, short what, void *arg)
+vmci_unix_on_fd(int fd, const struct sockaddr *sa, unsigned int len, void *arg)
 {
 	struct vmci_unix_listener	*l = arg;
 	vmci_error_cb			 ecb = l->ecb;
 	void				*cbarg = l->arg;
 	char				 peer[VMCI_PEER_MAX];
-	const char			*reason;
-	int				 fd;
 
-	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd == -1) {
-		switch (errno) {
-		case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-		case EWOULDBLOCK:
-#endif
-		case EINTR:
-		case ECONNABORTED:
-			return;
-		case EMFILE:
-		case ENFILE:
-			reason = "accept_emfile";
-			break;
-		default:
-			reason = "accept";
-			break;
-		}
-		vmci_unix_rest(l);
-		if (ecb != NULL)
-			ecb(reason, l->name, cbarg);
-		return;
-	}
-
+	(void)sa;
+	(void)len;
 	snprintf(peer, sizeof peer, "unix:fd=%d", fd);
 	if (l->npending >= VMCI_PENDING_MAX) {
 		close(fd);
@@ -411,6 +346,15 @@ vmci_unix_accept_cb(int lfd, short what, void *arg)
 		if (ecb != NULL)
 			ecb("accept", peer, cbarg);
 	}
+}
+
+static void
+vmci_unix_on_error(const char *reason, void *arg)
+{
+	struct vmci_unix_listener *l = arg;
+
+	if (l->ecb != NULL)
+		l->ecb(reason, l->name, l->arg);
 }
 
 static void vmci_unix_free(void *);
@@ -479,11 +423,8 @@ vmci_unix_listen(struct event_base *base, const struct vmci_addr *a,
 		goto fail;
 	}
 
-	l->ev_accept = event_new(base, l->fd, EV_READ | EV_PERSIST,
-	    vmci_unix_accept_cb, l);
-	l->ev_rest = evtimer_new(base, vmci_unix_rest_cb, l);
-	if (l->ev_accept == NULL || l->ev_rest == NULL ||
-	    event_add(l->ev_accept, NULL) == -1) {
+	if (vmci_acceptor_start(&l->acc, base, l->fd, vmci_unix_on_fd,
+	    vmci_unix_on_error, l) == -1) {
 		vmci_shim_err(err, errlen, "%s: cannot set up events",
 		    l->name);
 		goto fail;
@@ -500,8 +441,7 @@ vmci_unix_pause(void *state, int paused)
 {
 	struct vmci_unix_listener *l = state;
 
-	l->paused = paused != 0;
-	vmci_unix_update(l);
+	vmci_acceptor_pause(&l->acc, paused);
 }
 
 /* 0 restores the default. Connections already pending keep their deadline. */
@@ -530,10 +470,7 @@ vmci_unix_free(void *state)
 
 	while ((p = TAILQ_FIRST(&l->pending)) != NULL)
 		vmci_unix_pending_free(p);
-	if (l->ev_accept != NULL)
-		event_free(l->ev_accept);
-	if (l->ev_rest != NULL)
-		event_free(l->ev_rest);
+	vmci_acceptor_free(&l->acc);
 	if (l->fd != -1) {
 		close(l->fd);
 		/* Only our own file: a successor may have replaced it. */

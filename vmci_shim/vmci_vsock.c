@@ -39,10 +39,7 @@ struct vmci_vsock_listener {
 	int			 fd;
 	char			 name[32];	/* "vsock:any:PORT" */
 	char			 desc[VMCI_VSOCK_DESC_MAX];
-	struct event		*ev_accept;
-	struct event		*ev_rest;	/* ends an EMFILE pause */
-	int			 paused;	/* by the caller */
-	int			 resting;	/* after EMFILE and the like */
+	struct vmci_acceptor	 acc;
 	vmci_accept_cb		 acb;
 	vmci_error_cb		 ecb;
 	void			*arg;
@@ -133,73 +130,28 @@ vmci_vsock_check(const struct vmci_addr *a, char *err, size_t errlen)
 	return 0;
 }
 
+/* The kernel knows the peer's CID at accept: the connection is ready. */
 static void
-vmci_vsock_update(struct vmci_vsock_listener *l)
+vmci_vsock_on_fd(int fd, const struct sockaddr *sa, unsigned int len, void *arg)
 {
-	if (l->paused || l->resting)
-		event_del(l->ev_accept);
-	else
-		event_add(l->ev_accept, NULL);
+	struct vmci_vsock_listener	*l = arg;
+	struct sockaddr_vm		 svm;
+	char				 peer[VMCI_PEER_MAX];
+
+	memset(&svm, 0, sizeof svm);
+	memcpy(&svm, sa, len < sizeof svm ? len : sizeof svm);
+	snprintf(peer, sizeof peer, "vsock:cid=%u port=%u fd=%d",
+	    svm.svm_cid, svm.svm_port, fd);
+	l->acb(fd, svm.svm_cid, peer, l->arg);
 }
 
 static void
-vmci_vsock_rest_cb(int fd, short what, void *arg)
+vmci_vsock_on_error(const char *reason, void *arg)
 {
 	struct vmci_vsock_listener *l = arg;
 
-	l->resting = 0;
-	vmci_vsock_update(l);
-}
-
-/* As vmci_unix.c: one accept per wake-up; a callback is our last act. */
-static void
-vmci_vsock_accept_cb(int lfd, short what, void *arg)
-{
-	struct vmci_vsock_listener	*l = arg;
-	vmci_accept_cb			 acb = l->acb;
-	vmci_error_cb			 ecb = l->ecb;
-	void				*cbarg = l->arg;
-	struct sockaddr_vm		 svm;
-	socklen_t			 slen = sizeof svm;
-	struct timeval			 tv = {
-		.tv_sec = VMCI_ACCEPT_PAUSE_MS / 1000,
-		.tv_usec = (VMCI_ACCEPT_PAUSE_MS % 1000) * 1000,
-	};
-	char				 peer[VMCI_PEER_MAX];
-	const char			*reason;
-	int				 fd;
-
-	memset(&svm, 0, sizeof svm);
-	fd = accept4(lfd, (struct sockaddr *)&svm, &slen,
-	    SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd == -1) {
-		switch (errno) {
-		case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-		case EWOULDBLOCK:
-#endif
-		case EINTR:
-		case ECONNABORTED:
-			return;
-		case EMFILE:
-		case ENFILE:
-			reason = "accept_emfile";
-			break;
-		default:
-			reason = "accept";
-			break;
-		}
-		/* Rest: the listening fd stays readable and would spin. */
-		l->resting = 1;
-		vmci_vsock_update(l);
-		evtimer_add(l->ev_rest, &tv);
-		if (ecb != NULL)
-			ecb(reason, l->name, cbarg);
-		return;
-	}
-	snprintf(peer, sizeof peer, "vsock:cid=%u port=%u fd=%d",
-	    svm.svm_cid, svm.svm_port, fd);
-	acb(fd, svm.svm_cid, peer, cbarg);
+	if (l->ecb != NULL)
+		l->ecb(reason, l->name, l->arg);
 }
 
 static void vmci_vsock_free(void *);
@@ -255,11 +207,8 @@ vmci_vsock_listen(struct event_base *base, const struct vmci_addr *a,
 		    fam.desc, strerror(errno));
 		goto fail;
 	}
-	l->ev_accept = event_new(base, l->fd, EV_READ | EV_PERSIST,
-	    vmci_vsock_accept_cb, l);
-	l->ev_rest = evtimer_new(base, vmci_vsock_rest_cb, l);
-	if (l->ev_accept == NULL || l->ev_rest == NULL ||
-	    event_add(l->ev_accept, NULL) == -1) {
+	if (vmci_acceptor_start(&l->acc, base, l->fd, vmci_vsock_on_fd,
+	    vmci_vsock_on_error, l) == -1) {
 		vmci_shim_err(err, errlen, "%s: cannot set up events",
 		    l->name);
 		goto fail;
@@ -276,8 +225,7 @@ vmci_vsock_pause(void *state, int paused)
 {
 	struct vmci_vsock_listener *l = state;
 
-	l->paused = paused != 0;
-	vmci_vsock_update(l);
+	vmci_acceptor_pause(&l->acc, paused);
 }
 
 /* Nothing waits for a line here: the kernel knows the CID at accept. */
@@ -305,10 +253,7 @@ vmci_vsock_free(void *state)
 {
 	struct vmci_vsock_listener *l = state;
 
-	if (l->ev_accept != NULL)
-		event_free(l->ev_accept);
-	if (l->ev_rest != NULL)
-		event_free(l->ev_rest);
+	vmci_acceptor_free(&l->acc);
 	if (l->fd != -1)
 		close(l->fd);
 	free(l);
