@@ -215,6 +215,8 @@ test_clamd_denies_signature(void **state)
 	st = e2e_run_loadgen(e, "loadgen", lg);
 	assert_int_equal(e2e_last_json(e2e_path(e, "loadgen.out"), json, sizeof(json)), 0);
 	print_message("loadgen: %.500s\n", json);
+	if (strstr(json, "\"verdicts_by_reason\"") != NULL)
+		print_message("loadgen %.120s\n", strstr(json, "\"verdicts_by_reason\""));
 	assert_int_equal(st, 0);
 	assert_int_equal(e2e_json_i64(json, "timed_out"), 0);
 	assert_int_equal(e2e_json_i64(json, "missing_verdicts"), 0);
