@@ -527,6 +527,34 @@ control_vm_event(struct mux *mux, const char *cids, const char *state,
 	evbuffer_add_printf(out, "cid %u %s\n", cid, control_vm_states[i].name);
 }
 
+/* svm add NAME ADDRESS [key=value ...]: as an [svm NAME] section would. */
+static void
+control_svm_add(struct mux *mux, int argc, char **argv, struct evbuffer *out,
+    char *fail, size_t faillen)
+{
+	struct config_svm c;
+	char *eq;
+	int i;
+
+	if (config_svm_init(&c, argv[2], fail, faillen) == -1 ||
+	    config_svm_set(&c, "address", argv[3], fail, faillen) == -1)
+		return;
+	for (i = 4; i < argc; i++) {
+		if ((eq = strchr(argv[i], '=')) == NULL) {
+			snprintf(fail, faillen, "'%s': expected key=value", argv[i]);
+			return;
+		}
+		*eq = '\0';
+		if (config_svm_set(&c, argv[i], eq + 1, fail, faillen) == -1)
+			return;
+	}
+	if (config_svm_check(&c, fail, faillen) == -1 ||
+	    reload_svm_add(mux, &c, fail, faillen) == -1)
+		return;
+	evbuffer_add_printf(out, "svm %s added: %s, service %s, tls %s\n", c.name,
+	    c.address, c.service_id, c.tls ? "on" : "off");
+}
+
 /*
  * Runs one command. On failure fills `fail` (the reply is then FAIL).
  * Exposed for the unit tests.
@@ -577,9 +605,16 @@ control_render(struct mux *mux, const char *cmd, int json, struct evbuffer *out,
 	} else if (strcmp(argv[0], "vm") == 0 && argc == 4 &&
 	    strcmp(argv[1], "event") == 0) {
 		control_vm_event(mux, argv[2], argv[3], out, fail, faillen);
-	} else if (strcmp(argv[0], "reload") == 0 || strcmp(argv[0], "svm") == 0)
-		snprintf(fail, faillen, "'%s' is not implemented in muxd %s yet",
-		    argv[0], MUX_VERSION);
+	} else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
+		reload_config(mux, out, fail, faillen);
+	} else if (strcmp(argv[0], "svm") == 0 && argc >= 4 &&
+	    strcmp(argv[1], "add") == 0) {
+		control_svm_add(mux, argc, argv, out, fail, faillen);
+	} else if (strcmp(argv[0], "svm") == 0 && argc == 3 &&
+	    strcmp(argv[1], "remove") == 0) {
+		if (reload_svm_remove(mux, argv[2], fail, faillen) == 0)
+			evbuffer_add_printf(out, "svm %s removed\n", argv[2]);
+	}
 	else
 		snprintf(fail, faillen, "unknown command or wrong arguments: %s", cmd);
 }

@@ -190,6 +190,42 @@ fanout_vm(struct fanout *fo, uint32_t cid)
 	return NULL;
 }
 
+/* muxctl svm add/remove and reload: a session starts or goes for good. */
+static void
+fanout_svm_change(struct fanout *fo, int add, const struct config_svm *c)
+{
+	struct svm *s;
+	size_t slot;
+
+	if (add) {
+		for (slot = 0; slot < CONFIG_SVMS_MAX && fo->slots[slot] != NULL; slot++)
+			;
+		if (slot == CONFIG_SVMS_MAX) {
+			log_error("svm %s: no free slot", c->name);
+			return;
+		}
+		s = svm_new(fo, c);
+		s->slot = (int)slot;
+		fo->slots[slot] = s;
+		TAILQ_INSERT_TAIL(&fo->svms, s, entry);
+		svm_start(s);
+		fanout_solutions_changed(fo);
+		fanout_publish(fo);
+		return;
+	}
+	TAILQ_FOREACH(s, &fo->svms, entry)
+		if (strcmp(s->conf.name, c->name) == 0)
+			break;
+	if (s == NULL)
+		return;
+	svm_retire(s);
+	TAILQ_REMOVE(&fo->svms, s, entry);
+	fo->slots[s->slot] = NULL;
+	svm_free(s);
+	fanout_solutions_changed(fo);
+	fanout_publish(fo);
+}
+
 static void
 fanout_mbox_cb(void *arg)
 {
@@ -208,6 +244,12 @@ fanout_mbox_cb(void *arg)
 			if (a->slot >= 0 && a->slot < (int)(sizeof(fo->slots) /
 			    sizeof(fo->slots[0])) && fo->slots[a->slot] != NULL)
 				svm_answer(fo->slots[a->slot], a);
+			free(m);
+			continue;
+		}
+		if (m->type == MBOX_SVM_ADD || m->type == MBOX_SVM_REMOVE) {
+			fanout_svm_change(fo, m->type == MBOX_SVM_ADD,
+			    (const struct config_svm *)m->data);
 			free(m);
 			continue;
 		}
@@ -326,6 +368,7 @@ fanout_new(struct mux *mux, char *err, size_t errlen)
 	fo->mux = mux;
 	fo->conf = conf;
 	fo->tls = tls;
+	mux->tls_ready = tls != NULL;
 	TAILQ_INIT(&fo->svms);
 	LIST_INIT(&fo->vms);
 	frame_arena_init(&fo->arena);

@@ -130,6 +130,7 @@ const uint8_t *batch_finish(struct batch *, size_t *framelen);
 struct svm *svm_new(struct fanout *, const struct config_svm *);
 void	 svm_free(struct svm *);
 void	 svm_start(struct svm *);
+void	 svm_retire(struct svm *);
 void	 svm_pump(struct svm *);
 int	 svm_send(struct svm *, const ProtobufCMessage *);
 void	 svm_send_vm_status(struct svm *, const struct vm_mirror *);

@@ -174,9 +174,8 @@ ingest_push(struct ingest *ing, struct vm *vm, uint64_t session, Mux__Event *e,
 static int
 ingest_bucket_take(struct ingest *ing, struct vm *vm, size_t bytes, uint64_t now)
 {
-	const struct config *c = ing->conf;
-	double ev_rate = c->agent_max_events_per_sec;
-	double b_rate = (double)c->agent_max_bytes_per_sec;
+	double ev_rate = ing->limits.events_per_sec;
+	double b_rate = (double)ing->limits.bytes_per_sec;
 	double dt;
 
 	if (vm->bucket_ns == 0) {
@@ -241,8 +240,7 @@ ingest_shed(struct ingest *ing, struct agent *a, Mux__Event *e,
 		log_warnx("agent cid=%u: over its %s limit (%u events/s, %u pending "
 		    "verdicts): shedding, counted in mux_events_dropped_total",
 		    vm->cid, why == DROP_RATE ? "rate" : "pending-verdict",
-		    ing->conf->agent_max_events_per_sec,
-		    ing->conf->agent_max_pending_verdicts);
+		    ing->limits.events_per_sec, ing->limits.pending_verdicts);
 		vm->drop_log_ns = now;
 	}
 	if (now - vm->drop_notice_ns >= DROP_NOTICE_NS)
@@ -319,7 +317,7 @@ ingest_event(struct ingest *ing, struct agent *a, Mux__Event *e,
 		ingest_shed(ing, a, e, DROP_RATE, ingest_ns, now);
 		return a->state == AGENT_DEAD ? -1 : 0;
 	}
-	if (e->reply_expected && vm->pending >= ing->conf->agent_max_pending_verdicts) {
+	if (e->reply_expected && vm->pending >= ing->limits.pending_verdicts) {
 		ingest_shed(ing, a, e, DROP_PENDING, ingest_ns, now);
 		return a->state == AGENT_DEAD ? -1 : 0;
 	}
@@ -617,6 +615,13 @@ ingest_mbox_cb(void *arg)
 					agent_send_raw(a, ing->solutions,
 					    ing->solutions_len);
 			break;
+		case MBOX_LIMITS:
+			memcpy(&ing->limits, m->data, sizeof(ing->limits));
+			log_info("ingest: per-VM limits now %u events/s, %llu bytes/s, "
+			    "%u pending verdicts", ing->limits.events_per_sec,
+			    (unsigned long long)ing->limits.bytes_per_sec,
+			    ing->limits.pending_verdicts);
+			break;
 		case MBOX_VM_MAP:
 			vm = ingest_vm_get(ing, m->cid, 1);
 			vm->mapped = 1;
@@ -679,6 +684,9 @@ ingest_new(struct mux *mux, char *err, size_t errlen)
 		LIST_INIT(&ing->sessions[i]);
 	LIST_INIT(&ing->dropping);
 	ing->default_action = conf->fail_closed ? MUX__ACTION__DENY : MUX__ACTION__ALLOW;
+	ing->limits.events_per_sec = conf->agent_max_events_per_sec;
+	ing->limits.bytes_per_sec = conf->agent_max_bytes_per_sec;
+	ing->limits.pending_verdicts = conf->agent_max_pending_verdicts;
 	frame_arena_init(&ing->arena);
 	ing->scratch_len = mux->ring.max_len;
 	ing->out_len = (size_t)conf->agent_max_frame + FRAME_HDR_LEN + DELIVERY_OVERHEAD;

@@ -130,6 +130,7 @@ struct ingest {
 	uint64_t	 next_request_id;
 	struct event	*relay_timer;
 	int		 default_action;
+	struct limits_msg limits;	/* per-VM; a reload changes them */
 };
 
 /* ingest.c */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 
@@ -66,8 +67,15 @@ main_signal_cb(evutil_socket_t sig, short ev, void *arg)
 
 	(void)ev;
 	if (sig == SIGHUP) {
-		log_warnx("SIGHUP: configuration reload is not implemented in "
-		    "muxd %s yet; the running configuration stays", MUX_VERSION);
+		struct evbuffer *b = evbuffer_new();
+		char fail[CONFIG_ERR_MAX + 512];
+
+		/* The outcome is logged by reload_config; nobody reads b. */
+		if (b != NULL) {
+			if (reload_config(mux, b, fail, sizeof(fail)) == -1)
+				log_error("SIGHUP: %s", fail);
+			evbuffer_free(b);
+		}
 		return;
 	}
 	log_info("signal %d: shutting down", (int)sig);
@@ -198,6 +206,9 @@ main(int argc, char **argv)
 		fatalx("agents: %s", err);
 	if ((mux->fanout = fanout_new(mux, err, sizeof(err))) == NULL)
 		fatalx("svms: %s", err);
+	mux->config_path = path;
+	memcpy(mux->svms_now, mux->conf.svms, sizeof(mux->svms_now));
+	mux->nsvms_now = mux->conf.nsvms;
 	if (control_start(mux, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	if (metrics_http_start(mux, err, sizeof(err)) == -1)

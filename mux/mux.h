@@ -97,6 +97,16 @@ enum mbox_type {
 	MBOX_VERDICTS,		/* fanout -> ingest: struct verdicts_msg */
 	MBOX_SVM_REQUEST,	/* fanout -> ingest: struct svm_request */
 	MBOX_SVM_ANSWER,	/* ingest -> fanout: struct svm_answer */
+	MBOX_SVM_ADD,		/* main -> fanout: struct config_svm */
+	MBOX_SVM_REMOVE,	/* main -> fanout: struct config_svm (name) */
+	MBOX_LIMITS,		/* main -> ingest: struct limits_msg */
+};
+
+/* The per-VM limits a reload changes on the running ingest thread. */
+struct limits_msg {
+	uint32_t	 events_per_sec;
+	uint64_t	 bytes_per_sec;
+	uint32_t	 pending_verdicts;
 };
 
 /*
@@ -372,6 +382,11 @@ struct mux {
 	struct ingest	*ingest;
 	struct fanout	*fanout;
 	char		 config_error[CONFIG_ERR_MAX + 256]; /* last-good fallback */
+	const char	*config_path;	/* -f, for reload; NULL: defaults */
+	int		 tls_ready;	/* a TLS context exists (set at start) */
+	/* The [svm] entries as the main thread last told the fan-out. */
+	struct config_svm svms_now[CONFIG_SVMS_MAX];
+	size_t		 nsvms_now;
 	/* 1 s samples for rates (main thread only). */
 	uint64_t	 rate_in, rate_out;
 	uint64_t	 last_in, last_out, last_sample;
@@ -392,6 +407,11 @@ void		 fanout_free(struct fanout *);
 struct event_base *fanout_base(struct fanout *);
 uint64_t	 fanout_delivered_total(void);
 struct ssl_ctx_st *fanout_tls_context(const struct config *, char *err, size_t errlen);
+
+/* ---- reload and run-time SVM entries (reload.c, main thread) ---- */
+int	 reload_config(struct mux *, struct evbuffer *out, char *fail, size_t);
+int	 reload_svm_add(struct mux *, const struct config_svm *, char *fail, size_t);
+int	 reload_svm_remove(struct mux *, const char *name, char *fail, size_t);
 
 /* ---- control socket (control.c) ---- */
 int	 control_start(struct mux *, char *err, size_t errlen);

@@ -184,6 +184,28 @@ svm_start(struct svm *s)
 	svm_dial(s);
 }
 
+/*
+ * The entry is removed: the deciders forget it, the connection closes
+ * (freed from the loop), no redial. The caller frees s.
+ */
+void
+svm_retire(struct svm *s)
+{
+	if (s->state == SVM_LIVE) {
+		svm_flush_verdicts(s);
+		svm_post_decider(s, 0);
+	}
+	if (s->bev != NULL) {
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
+		fanout_defer_free(s->fo, s->bev);
+		s->bev = NULL;
+	}
+	evtimer_del(s->timer);
+	evtimer_del(s->linger);
+	s->state = SVM_REMOVED;
+}
+
 /* Drop the connection; redial after the backoff (doubling, capped). */
 static void
 svm_disconnect(struct svm *s, const char *why)
