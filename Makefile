@@ -151,6 +151,10 @@ static:
 mutants:
 	@sh tests/mutants.sh
 
+# Events/s through muxd to one SVM, everything on this machine.
+bench-throughput: all
+	@sh tools/bench-throughput.sh $(B)
+
 # muxd's CPU instructions per event under callgrind (repeatable figure).
 bench-cost: all
 	@sh tools/bench-cost.sh $(B)
