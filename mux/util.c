@@ -10,24 +10,19 @@
 
 #include <event2/buffer.h>
 
+#include "muxclock.h"
 #include "mux.h"
 
 uint64_t
 now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return muxclock_real_ns();
 }
 
 uint64_t
 mono_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return muxclock_mono_ns();
 }
 
 uint64_t

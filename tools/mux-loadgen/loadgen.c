@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "muxclock.h"
 #include "loadgen.h"
 
 struct event_base	*lg_base;
@@ -63,19 +64,13 @@ static const char lg_usage[] =
 uint64_t
 loadgen_now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return muxclock_mono_ns();
 }
 
 uint64_t
 loadgen_realtime_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return muxclock_real_ns();
 }
 
 /* One line to stderr; a storm of them (1000 agents failing) is cut short. */

@@ -22,6 +22,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "muxclock.h"
 #include "svm.h"
 
 #define SVM_TICK_MS		1000	/* progress line and record flush */
@@ -70,19 +71,13 @@ svm_now_ms(void)
 uint64_t
 svm_mono_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return muxclock_mono_ns();
 }
 
 uint64_t
 svm_real_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return muxclock_real_ns();
 }
 
 /* Log lines must not be glued to the end of a live progress line. */
