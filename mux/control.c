@@ -477,10 +477,11 @@ control_vm_map(struct mux *mux, int argc, char **argv, struct evbuffer *out,
 		}
 		len += (size_t)n;
 	}
-	mbox_post(&mux->to_ingest, m);
 	log_info("control: vm map cid=%u uuid=%s name=%s", cid, argv[3], m->vm_name);
 	evbuffer_add_printf(out, "cid %u mapped to %s (%s)\n", cid, argv[3],
 	    m->vm_name);
+	/* Posted last: from here on the ingest thread owns (and frees) m. */
+	mbox_post(&mux->to_ingest, m);
 }
 
 static const struct {

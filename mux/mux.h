@@ -201,6 +201,7 @@ void	 wake_signal(struct wake *);
 void	 wake_free(struct wake *);
 int	 mbox_init(struct mbox *, struct event_base *, void (*)(void *), void *);
 struct mbox_msg *mbox_msg_new(enum mbox_type, size_t datalen);
+/* From here on the receiving thread owns (and frees) the message. */
 void	 mbox_post(struct mbox *, struct mbox_msg *);
 /* Takes every message posted so far (the caller frees each). */
 void	 mbox_take(struct mbox *, struct mbox_list *);
