@@ -192,8 +192,9 @@ fanout_vm(struct fanout *fo, uint32_t cid)
 
 /* muxctl svm add/remove and reload: a session starts or goes for good. */
 static void
-fanout_svm_change(struct fanout *fo, int add, const struct config_svm *c)
+fanout_svm_change(struct fanout *fo, int add, const struct svm_entry *e)
 {
+	const struct config_svm *c = &e->conf;
 	struct svm *s;
 	size_t slot;
 
@@ -204,7 +205,7 @@ fanout_svm_change(struct fanout *fo, int add, const struct config_svm *c)
 			log_error("svm %s: no free slot", c->name);
 			return;
 		}
-		s = svm_new(fo, c);
+		s = svm_new(fo, e);
 		s->slot = (int)slot;
 		fo->slots[slot] = s;
 		TAILQ_INSERT_TAIL(&fo->svms, s, entry);
@@ -249,7 +250,7 @@ fanout_mbox_cb(void *arg)
 		}
 		if (m->type == MBOX_SVM_ADD || m->type == MBOX_SVM_REMOVE) {
 			fanout_svm_change(fo, m->type == MBOX_SVM_ADD,
-			    (const struct config_svm *)m->data);
+			    (const struct svm_entry *)m->data);
 			free(m);
 			continue;
 		}
@@ -386,7 +387,12 @@ fanout_new(struct mux *mux, char *err, size_t errlen)
 	if ((fo->rbuf = malloc(mux->ring.max_len)) == NULL)
 		fatal("fanout");
 	for (i = 0; i < conf->nsvms; i++) {
-		s = svm_new(fo, &conf->svms[i]);
+		struct svm_entry e;
+
+		e.conf = conf->svms[i];
+		if (svm_resolve(e.conf.address, &e.sa, &e.salen, err, errlen) == -1)
+			fatalx("[svm %s]: %s", e.conf.name, err);
+		s = svm_new(fo, &e);
 		s->slot = (int)i;	/* CONFIG_SVMS_MAX == VERDICT_SLOTS */
 		fo->slots[i] = s;
 		TAILQ_INSERT_TAIL(&fo->svms, s, entry);

@@ -127,7 +127,7 @@ void	 batch_item_abort(struct batch *);
 const uint8_t *batch_finish(struct batch *, size_t *framelen);
 
 /* svm.c */
-struct svm *svm_new(struct fanout *, const struct config_svm *);
+struct svm *svm_new(struct fanout *, const struct svm_entry *);
 void	 svm_free(struct svm *);
 void	 svm_start(struct svm *);
 void	 svm_retire(struct svm *);

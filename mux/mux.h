@@ -46,6 +46,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "log.h"
@@ -424,6 +425,15 @@ void	 control_render(struct mux *, const char *cmd, int json,
 uint64_t mux_random64(void);
 void	 json_str(struct evbuffer *, const char *);
 int	 parse_hostport(const char *, char *host, size_t hostlen, uint16_t *port);
+int	 svm_resolve(const char *address, struct sockaddr_storage *,
+	    socklen_t *salen, char *err, size_t errlen);
+
+/* What MBOX_SVM_ADD carries: the entry and its address, resolved. */
+struct svm_entry {
+	struct config_svm	 conf;
+	struct sockaddr_storage	 sa;
+	socklen_t		 salen;
+};
 void	 fmt_duration(uint64_t ns, char *buf, size_t len);
 
 #endif

@@ -20,11 +20,11 @@
 #include "mux.h"
 
 static void
-post_svm(struct mux *mux, enum mbox_type type, const struct config_svm *c)
+post_svm(struct mux *mux, enum mbox_type type, const struct svm_entry *e)
 {
-	struct mbox_msg *m = mbox_msg_new(type, sizeof(*c));
+	struct mbox_msg *m = mbox_msg_new(type, sizeof(*e));
 
-	memcpy(m->data, c, sizeof(*c));
+	memcpy(m->data, e, sizeof(*e));
 	mbox_post(&mux->to_fanout, m);
 }
 
@@ -42,6 +42,9 @@ svm_index(const struct mux *mux, const char *name)
 int
 reload_svm_add(struct mux *mux, const struct config_svm *c, char *fail, size_t len)
 {
+	struct svm_entry e;
+	char err[320];
+
 	if (svm_index(mux, c->name) >= 0) {
 		snprintf(fail, len, "[svm %s] exists already", c->name);
 		return -1;
@@ -55,8 +58,14 @@ reload_svm_add(struct mux *mux, const struct config_svm *c, char *fail, size_t l
 		    "[tls] ca, cert and key: restart with them, or tls=off", c->name);
 		return -1;
 	}
+	memset(&e, 0, sizeof(e));
+	e.conf = *c;
+	if (svm_resolve(c->address, &e.sa, &e.salen, err, sizeof(err)) == -1) {
+		snprintf(fail, len, "[svm %s]: %s", c->name, err);
+		return -1;
+	}
 	mux->svms_now[mux->nsvms_now++] = *c;
-	post_svm(mux, MBOX_SVM_ADD, c);
+	post_svm(mux, MBOX_SVM_ADD, &e);
 	log_info("svm %s (%s): added (service %s, tls %s)", c->name, c->address,
 	    c->service_id, c->tls ? "on" : "off");
 	return 0;
@@ -71,7 +80,13 @@ reload_svm_remove(struct mux *mux, const char *name, char *fail, size_t len)
 		snprintf(fail, len, "no [svm %s]", name);
 		return -1;
 	}
-	post_svm(mux, MBOX_SVM_REMOVE, &mux->svms_now[i]);
+	{
+		struct svm_entry e;
+
+		memset(&e, 0, sizeof(e));
+		e.conf = mux->svms_now[i];
+		post_svm(mux, MBOX_SVM_REMOVE, &e);
+	}
 	log_info("svm %s (%s): removed", name, mux->svms_now[i].address);
 	mux->svms_now[i] = mux->svms_now[--mux->nsvms_now];
 	return 0;
@@ -180,8 +195,11 @@ reload_config(struct mux *mux, struct evbuffer *out, char *fail, size_t len)
 			reload_svm_remove(mux, mux->svms_now[i].name, err, sizeof(err));
 	}
 	for (i = 0; i < n->nsvms; i++)
-		if (svm_index(mux, n->svms[i].name) < 0)
-			reload_svm_add(mux, &n->svms[i], err, sizeof(err));
+		if (svm_index(mux, n->svms[i].name) < 0 &&
+		    reload_svm_add(mux, &n->svms[i], err, sizeof(err)) == -1) {
+			log_error("reload: %s", err);
+			evbuffer_add_printf(out, "not added: %s\n", err);
+		}
 
 	/* Per-VM limits: the ingest thread keeps its own copy. */
 	m = mbox_msg_new(MBOX_LIMITS, sizeof(*lm));

@@ -61,32 +61,20 @@ svm_set_state(struct svm *s, enum svm_state st)
 }
 
 struct svm *
-svm_new(struct fanout *fo, const struct config_svm *c)
+svm_new(struct fanout *fo, const struct svm_entry *e)
 {
-	struct addrinfo hints, *res = NULL;
-	char host[CONFIG_STR_MAX], portstr[8];
 	const struct config *conf = fo->conf;
-	uint16_t port;
+	const struct config_svm *c = &e->conf;
 	struct svm *s;
-	int rc;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		fatal("svm");
 	s->fo = fo;
 	s->conf = *c;
 	snprintf(s->peer, sizeof(s->peer), "svm %s (%s)", c->name, c->address);
-	if (parse_hostport(c->address, host, sizeof(host), &port) == -1)
-		fatalx("%s: bad address", s->peer);
-	/* Resolved once at start-up: the fan-out thread never blocks on DNS. */
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0 || res == NULL)
-		fatalx("%s: cannot resolve %s: %s", s->peer, host, gai_strerror(rc));
-	memcpy(&s->sa, res->ai_addr, res->ai_addrlen);
-	s->salen = res->ai_addrlen;
-	freeaddrinfo(res);
+	/* Resolved by the main thread: the fan-out thread never waits on DNS. */
+	memcpy(&s->sa, &e->sa, sizeof(s->sa));
+	s->salen = e->salen;
 	s->timer = evtimer_new(fo->base, svm_timer_cb, s);
 	s->linger = evtimer_new(fo->base, svm_linger_cb, s);
 	s->if_cap = conf->svm_window > SVM_WINDOW_MAX ? SVM_WINDOW_MAX : conf->svm_window;

@@ -1,6 +1,9 @@
 /*
  * util.c: clocks, randomness, small formatting helpers.
  */
+#include <sys/socket.h>
+
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,4 +106,37 @@ fmt_duration(uint64_t ns, char *buf, size_t len)
 		    (unsigned long long)(s % 60));
 	else
 		snprintf(buf, len, "%llus", (unsigned long long)s);
+}
+
+/*
+ * An [svm] entry's address, resolved on the main thread (start-up, reload,
+ * muxctl svm add) so that the fan-out thread never blocks on DNS and a name
+ * that does not resolve is an error for the caller, not for the daemon.
+ */
+int
+svm_resolve(const char *address, struct sockaddr_storage *sa, socklen_t *salen,
+    char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[256], portstr[8];
+	uint16_t port;
+	int rc;
+
+	if (parse_hostport(address, host, sizeof(host), &port) == -1) {
+		snprintf(err, errlen, "%s: expected host:port", address);
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0 || res == NULL) {
+		snprintf(err, errlen, "%s: cannot resolve %s: %s", address, host,
+		    rc != 0 ? gai_strerror(rc) : "no address");
+		return -1;
+	}
+	memcpy(sa, res->ai_addr, res->ai_addrlen);
+	*salen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
 }
