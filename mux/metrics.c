@@ -4,6 +4,7 @@
  * over HTTP at /metrics. Counters are relaxed atomics written by the worker
  * that owns the event and read here by the main thread.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,29 @@ help(struct evbuffer *b, const char *name, const char *type, const char *text)
 	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
+/* A metric with one value and no labels. */
+static void
+one(struct evbuffer *b, const char *name, const char *type, const char *text,
+    uint64_t v)
+{
+	help(b, name, type, text);
+	evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A metric with a value per [svm] entry: the uint64_t at `off` in snap_svm. */
+static void
+per_svm(struct evbuffer *b, const char *name, const char *type, const char *text,
+    const struct snap_svm *svms, size_t n, size_t off)
+{
+	size_t i;
+
+	help(b, name, type, text);
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(b, "%s{svm=\"%s\"} %llu\n", name, svms[i].name,
+		    (unsigned long long)*(const uint64_t *)(const void *)
+		    ((const char *)&svms[i] + off));
+}
+
 void
 metrics_render(struct mux *mux, struct evbuffer *b)
 {
@@ -128,27 +152,22 @@ metrics_render(struct mux *mux, struct evbuffer *b)
 	for (i = 0; i < n; i++)
 		up += svms[i].state == SVM_LIVE;
 
-	help(b, "mux_agents_connected", "gauge", "Agent connections welcomed and open.");
-	evbuffer_add_printf(b, "mux_agents_connected %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.agents_connected));
-	help(b, "mux_svms_up", "gauge", "SVM sessions registered and live.");
-	evbuffer_add_printf(b, "mux_svms_up %llu\n", (unsigned long long)up);
+	one(b, "mux_agents_connected", "gauge", "Agent connections welcomed and open.",
+	    METRIC_GET(metrics.agents_connected));
+	one(b, "mux_svms_up", "gauge", "SVM sessions registered and live.",
+	    up);
 	help(b, "mux_events_received_total", "counter", "Events that took a seq, by class.");
 	for (c = 1; c <= WIRE_NCLASSES; c++)
 		evbuffer_add_printf(b, "mux_events_received_total{class=\"%s\"} %llu\n",
 		    wire_class_name(c), (unsigned long long)METRIC_GET(metrics.received[c]));
-	help(b, "mux_events_delivered_total", "counter", "Deliveries written to an SVM connection.");
-	for (i = 0; i < n; i++)
-		evbuffer_add_printf(b, "mux_events_delivered_total{svm=\"%s\"} %llu\n",
-		    svms[i].name, (unsigned long long)svms[i].delivered);
+	per_svm(b, "mux_events_delivered_total", "counter", "Deliveries written to an SVM connection.",
+	    svms, n, offsetof(struct snap_svm, delivered));
 	help(b, "mux_events_dropped_total", "counter", "Events shed before taking a seq, by reason.");
 	for (i = 0; i < DROP__MAX; i++)
 		evbuffer_add_printf(b, "mux_events_dropped_total{reason=\"%s\"} %llu\n",
 		    drop_names[i], (unsigned long long)METRIC_GET(metrics.dropped[i]));
-	help(b, "mux_gap_events_total", "counter", "Seqs an SVM was told (Gap OVERRUN) it will never receive.");
-	for (i = 0; i < n; i++)
-		evbuffer_add_printf(b, "mux_gap_events_total{svm=\"%s\"} %llu\n",
-		    svms[i].name, (unsigned long long)svms[i].gap_events);
+	per_svm(b, "mux_gap_events_total", "counter", "Seqs an SVM was told (Gap OVERRUN) it will never receive.",
+	    svms, n, offsetof(struct snap_svm, gap_events));
 	help(b, "mux_protocol_errors_total", "counter", "Protocol errors by link and reason.");
 	for (l = 0; l < LINK__MAX; l++)
 		for (p = 0; p < PERR__MAX; p++) {
@@ -166,9 +185,8 @@ metrics_render(struct mux *mux, struct evbuffer *b)
 			evbuffer_add_printf(b, "mux_verdicts_total{action=\"%s\",source=\"%s\"} %llu\n",
 			    action_names[a], vsrc_names[s],
 			    (unsigned long long)METRIC_GET(metrics.verdicts[a][s]));
-	help(b, "mux_verdict_timeouts_total", "counter", "Verdicts given by default on timeout.");
-	evbuffer_add_printf(b, "mux_verdict_timeouts_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.verdict_timeouts));
+	one(b, "mux_verdict_timeouts_total", "counter", "Verdicts given by default on timeout.",
+	    METRIC_GET(metrics.verdict_timeouts));
 	help(b, "mux_verdict_latency_seconds", "histogram", "Ingest to verdict sent.");
 	for (i = 0; i < LAT_BUCKETS; i++) {
 		cum += METRIC_GET(metrics.lat_bucket[i]);
@@ -182,54 +200,40 @@ metrics_render(struct mux *mux, struct evbuffer *b)
 	    (double)METRIC_GET(metrics.lat_sum_ns) / 1e9);
 	evbuffer_add_printf(b, "mux_verdict_latency_seconds_count %llu\n",
 	    (unsigned long long)METRIC_GET(metrics.lat_count));
-	help(b, "mux_ring_bytes", "gauge", "Bytes retained in the ring.");
-	evbuffer_add_printf(b, "mux_ring_bytes %llu\n",
-	    (unsigned long long)atomic_load_explicit(&mux->ring.used_bytes, memory_order_relaxed));
-	help(b, "mux_ring_events", "gauge", "Events retained in the ring.");
-	evbuffer_add_printf(b, "mux_ring_events %llu\n",
-	    (unsigned long long)(ring_head_mc(&mux->ring) - ring_tail_mc(&mux->ring)));
-	help(b, "mux_ring_capacity_bytes", "gauge", "Ring retention limit, bytes.");
-	evbuffer_add_printf(b, "mux_ring_capacity_bytes %llu\n", (unsigned long long)mux->ring.bytes);
-	help(b, "mux_ring_capacity_events", "gauge", "Ring retention limit, events.");
-	evbuffer_add_printf(b, "mux_ring_capacity_events %llu\n", (unsigned long long)mux->ring.events);
-	help(b, "mux_ring_evicted_total", "counter", "Records evicted from the ring.");
-	evbuffer_add_printf(b, "mux_ring_evicted_total %llu\n",
-	    (unsigned long long)atomic_load_explicit(&mux->ring.evicted, memory_order_relaxed));
-	help(b, "mux_identity_mismatch_total", "counter", "Agents whose claimed VM UUID differs from the VM map.");
-	evbuffer_add_printf(b, "mux_identity_mismatch_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.identity_mismatch));
-	help(b, "mux_agent_sessions_total", "counter", "Agent connections welcomed since start.");
-	evbuffer_add_printf(b, "mux_agent_sessions_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.agent_sessions_total));
-	help(b, "mux_svm_lag_events", "gauge", "Seqs between the ring head and an SVM's cursor.");
-	for (i = 0; i < n; i++)
-		evbuffer_add_printf(b, "mux_svm_lag_events{svm=\"%s\"} %llu\n",
-		    svms[i].name, (unsigned long long)svms[i].lag);
+	one(b, "mux_ring_bytes", "gauge", "Bytes retained in the ring.",
+	    atomic_load_explicit(&mux->ring.used_bytes, memory_order_relaxed));
+	one(b, "mux_ring_events", "gauge", "Events retained in the ring.",
+	    (ring_head_mc(&mux->ring) - ring_tail_mc(&mux->ring)));
+	one(b, "mux_ring_capacity_bytes", "gauge", "Ring retention limit, bytes.",
+	    mux->ring.bytes);
+	one(b, "mux_ring_capacity_events", "gauge", "Ring retention limit, events.",
+	    mux->ring.events);
+	one(b, "mux_ring_evicted_total", "counter", "Records evicted from the ring.",
+	    atomic_load_explicit(&mux->ring.evicted, memory_order_relaxed));
+	one(b, "mux_identity_mismatch_total", "counter", "Agents whose claimed VM UUID differs from the VM map.",
+	    METRIC_GET(metrics.identity_mismatch));
+	one(b, "mux_agent_sessions_total", "counter", "Agent connections welcomed since start.",
+	    METRIC_GET(metrics.agent_sessions_total));
+	per_svm(b, "mux_svm_lag_events", "gauge", "Seqs between the ring head and an SVM's cursor.",
+	    svms, n, offsetof(struct snap_svm, lag));
 	help(b, "mux_svm_up", "gauge", "1 when the SVM entry's session is live.");
 	for (i = 0; i < n; i++)
 		evbuffer_add_printf(b, "mux_svm_up{svm=\"%s\"} %d\n", svms[i].name,
 		    svms[i].state == SVM_LIVE);
-	help(b, "mux_svm_rejects_total", "counter", "SVM registrations refused (duplicate, not authorized, version).");
-	evbuffer_add_printf(b, "mux_svm_rejects_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.svm_rejects));
-	help(b, "mux_svm_verdicts_ignored_total", "counter", "SvmVerdicts ignored (decided, not a decider, not reply_expected).");
-	evbuffer_add_printf(b, "mux_svm_verdicts_ignored_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.svm_verdicts_ignored));
-	help(b, "mux_svm_requests_total", "counter", "SVM file reads and remediations relayed to an agent.");
-	evbuffer_add_printf(b, "mux_svm_requests_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.svm_requests));
-	help(b, "mux_svm_requests_failed_total", "counter", "SVM requests answered with an error (ENOENT, EINVAL, ENOTCONN, ETIMEDOUT, EAGAIN).");
-	evbuffer_add_printf(b, "mux_svm_requests_failed_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.svm_requests_refused));
-	help(b, "mux_svm_answers_dropped_total", "counter", "Answers for an SVM session that had gone.");
-	evbuffer_add_printf(b, "mux_svm_answers_dropped_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.svm_answers_dropped));
-	help(b, "mux_agent_answers_ignored_total", "counter", "FileData/ActionResult for an unknown or expired request.");
-	evbuffer_add_printf(b, "mux_agent_answers_ignored_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.agent_answers_ignored));
-	help(b, "mux_verdicts_orphaned_total", "counter", "Pending verdicts dropped because their agent connection closed.");
-	evbuffer_add_printf(b, "mux_verdicts_orphaned_total %llu\n",
-	    (unsigned long long)METRIC_GET(metrics.verdicts_orphaned));
+	one(b, "mux_svm_rejects_total", "counter", "SVM registrations refused (duplicate, not authorized, version).",
+	    METRIC_GET(metrics.svm_rejects));
+	one(b, "mux_svm_verdicts_ignored_total", "counter", "SvmVerdicts ignored (decided, not a decider, not reply_expected).",
+	    METRIC_GET(metrics.svm_verdicts_ignored));
+	one(b, "mux_svm_requests_total", "counter", "SVM file reads and remediations relayed to an agent.",
+	    METRIC_GET(metrics.svm_requests));
+	one(b, "mux_svm_requests_failed_total", "counter", "SVM requests answered with an error (ENOENT, EINVAL, ENOTCONN, ETIMEDOUT, EAGAIN).",
+	    METRIC_GET(metrics.svm_requests_refused));
+	one(b, "mux_svm_answers_dropped_total", "counter", "Answers for an SVM session that had gone.",
+	    METRIC_GET(metrics.svm_answers_dropped));
+	one(b, "mux_agent_answers_ignored_total", "counter", "FileData/ActionResult for an unknown or expired request.",
+	    METRIC_GET(metrics.agent_answers_ignored));
+	one(b, "mux_verdicts_orphaned_total", "counter", "Pending verdicts dropped because their agent connection closed.",
+	    METRIC_GET(metrics.verdicts_orphaned));
 	help(b, "mux_epoch_info", "gauge", "The daemon's epoch.");
 	evbuffer_add_printf(b, "mux_epoch_info{epoch=\"%llu\",version=\"%s\"} 1\n",
 	    (unsigned long long)mux->epoch, MUX_VERSION);
