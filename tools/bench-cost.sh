@@ -13,45 +13,23 @@ N1=${N1:-20000}
 N2=${N2:-60000}
 VERDICTS=${VERDICTS:-1}
 RATE=2000	# events/s: what muxd keeps up with under callgrind
-DIR=$(mktemp -d /tmp/mux-bench-cost.XXXXXX)
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for p in $PIDS; do wait "$p" 2>/dev/null; done
-	rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
+. "$(dirname "$0")/bench-lib.sh"
+bench_init bench-cost
 command -v valgrind >/dev/null || { echo "bench-cost: valgrind missing (apt-get install valgrind)"; exit 1; }
 
 vflag=""
 [ "$VERDICTS" = 1 ] && vflag="--verdicts"
-"$BIN/mux-svm" --listen 127.0.0.1:0 --port-file "$DIR/svm.port" --service-id av \
-	$vflag --tls-off --json --quiet >"$DIR/svm.out" 2>&1 &
-PIDS="$PIDS $!"
-i=0; while [ ! -s "$DIR/svm.port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+bench_svm $vflag
 
 # One run: N events; prints "instructions events".
 run() {
 	n=$1
 	rm -f "$DIR/ctl.sock" "$DIR/cg.out"
-	cat >"$DIR/muxd.conf" <<EOF
-[mux]
-transport = unix
-agent_path = $DIR/agent.sock
-control_path = $DIR/ctl.sock
-log_level = warn
-[svm av]
-address = 127.0.0.1:$(cat "$DIR/svm.port")
-service_id = av
-tls = off
-EOF
+	bench_conf "log_level = warn\n"
 	valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
 		"$BIN/muxd" -d -f "$DIR/muxd.conf" 2>"$DIR/vg.log" &
 	vg=$!
-	i=0
-	until "$BIN/muxctl" -s "$DIR/ctl.sock" --json svms 2>/dev/null | grep -q '"state":"up"'; do
-		sleep 0.2; i=$((i + 1)); [ $i -lt 150 ] || { echo "bench-cost: muxd not up"; cat "$DIR/vg.log"; exit 1; }
-	done
+	bench_wait_up bench-cost
 	"$BIN/mux-loadgen" --connect "unix:$DIR/agent.sock" --agents 4 --rate $RATE \
 		--duration $((n / RATE)) --reply-share 0.1 --json --quiet >"$DIR/lg.out" 2>&1
 	sleep 2

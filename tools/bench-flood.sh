@@ -15,39 +15,14 @@ RUNS=${RUNS:-3}
 DUR=${DUR:-10}
 FLOOD=${FLOOD:-150000}
 LIMIT=${LIMIT:-20000}
-DIR=$(mktemp -d /tmp/mux-bench-flood.XXXXXX)
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for p in $PIDS; do wait "$p" 2>/dev/null; done
-	rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-
-"$BIN/mux-svm" --listen 127.0.0.1:0 --port-file "$DIR/svm.port" --service-id av \
-	--verdicts --policy allow --tls-off --json --quiet >"$DIR/svm.out" 2>&1 &
-PIDS="$PIDS $!"
-i=0; while [ ! -s "$DIR/svm.port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-cat >"$DIR/muxd.conf" <<EOF
-[mux]
-transport = unix
-agent_path = $DIR/agent.sock
-control_path = $DIR/ctl.sock
-[limits]
-agent_max_events_per_sec = $LIMIT
-[svm av]
-address = 127.0.0.1:$(cat "$DIR/svm.port")
-service_id = av
-tls = off
-EOF
+. "$(dirname "$0")/bench-lib.sh"
+bench_init bench-flood
+bench_svm --verdicts --policy allow
+bench_conf "[limits]\nagent_max_events_per_sec = $LIMIT\n"
 "$BIN/muxd" -d -f "$DIR/muxd.conf" 2>"$DIR/muxd.log" &
 PIDS="$PIDS $!"
-i=0
-until "$BIN/muxctl" -s "$DIR/ctl.sock" --json svms 2>/dev/null | grep -q '"state":"up"'; do
-	sleep 0.1; i=$((i + 1)); [ $i -lt 100 ] || { echo "bench-flood: SVM not up"; exit 1; }
-done
+bench_wait_up bench-flood
 
-num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" | head -n 1; }
 calm() {
 	"$BIN/mux-loadgen" --connect "unix:$DIR/agent.sock" --agents 7 --first-cid 4 \
 		--rate 2000 --reply-share 0.2 --duration "$DUR" --json --quiet | tail -n 1
