@@ -24,12 +24,6 @@ fanout_delivered_total(void)
 	return atomic_load_explicit(&delivered_total, memory_order_relaxed);
 }
 
-struct event_base *
-fanout_base(struct fanout *fo)
-{
-	return fo->base;
-}
-
 static void
 fanout_reap_cb(evutil_socket_t fd, short ev, void *arg)
 {

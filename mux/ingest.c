@@ -656,12 +656,6 @@ ingest_mbox_cb(void *arg)
 	ingest_flush_wake(ing);
 }
 
-struct event_base *
-ingest_base(struct ingest *ing)
-{
-	return ing->base;
-}
-
 struct ingest *
 ingest_new(struct mux *mux, char *err, size_t errlen)
 {

@@ -59,12 +59,6 @@ metrics_perr_name(enum perr p)
 }
 
 const char *
-metrics_link_name(enum mux_link l)
-{
-	return l < LINK__MAX ? link_names[l] : "unknown";
-}
-
-const char *
 metrics_drop_name(enum drop_reason d)
 {
 	return d < DROP__MAX ? drop_names[d] : "unknown";
@@ -227,7 +221,7 @@ metrics_render(struct mux *mux, struct evbuffer *b)
 	one(b, "mux_svm_requests_total", "counter", "SVM file reads and remediations relayed to an agent.",
 	    METRIC_GET(metrics.svm_requests));
 	one(b, "mux_svm_requests_failed_total", "counter", "SVM requests answered with an error (ENOENT, EINVAL, ENOTCONN, ETIMEDOUT, EAGAIN).",
-	    METRIC_GET(metrics.svm_requests_refused));
+	    METRIC_GET(metrics.svm_requests_failed));
 	one(b, "mux_svm_answers_dropped_total", "counter", "Answers for an SVM session that had gone.",
 	    METRIC_GET(metrics.svm_answers_dropped));
 	one(b, "mux_agent_answers_ignored_total", "counter", "FileData/ActionResult for an unknown or expired request.",

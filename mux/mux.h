@@ -272,7 +272,7 @@ struct metrics {
 	_Atomic uint64_t agent_sessions_total;
 	_Atomic uint64_t svm_verdicts_ignored;
 	_Atomic uint64_t svm_rejects;
-	_Atomic uint64_t svm_requests_refused;	/* answered at once with an error */
+	_Atomic uint64_t svm_requests_failed;	/* answered at once with an error */
 	_Atomic uint64_t svm_requests;		/* relayed to an agent */
 	_Atomic uint64_t svm_answers_dropped;	/* the asking session had gone */
 	_Atomic uint64_t agent_answers_ignored;	/* unknown or late request id */
@@ -287,7 +287,6 @@ extern struct metrics metrics;
 #define METRIC_GET(c)	atomic_load_explicit(&(c), memory_order_relaxed)
 
 const char *metrics_perr_name(enum perr);
-const char *metrics_link_name(enum mux_link);
 const char *metrics_drop_name(enum drop_reason);
 void	 metrics_proto_error(enum mux_link, enum perr);
 void	 metrics_verdict(int action, enum verdict_source, uint64_t latency_ns);
@@ -399,14 +398,12 @@ struct ingest	*ingest_new(struct mux *, char *err, size_t errlen);
 int		 ingest_start(struct ingest *);	/* spawns the thread */
 void		 ingest_stop(struct ingest *);
 void		 ingest_free(struct ingest *);
-struct event_base *ingest_base(struct ingest *);
 
 /* ---- fan-out side (fanout.c, svm.c, batch.c) ---- */
 struct fanout	*fanout_new(struct mux *, char *err, size_t errlen);
 int		 fanout_start(struct fanout *);
 void		 fanout_stop(struct fanout *);
 void		 fanout_free(struct fanout *);
-struct event_base *fanout_base(struct fanout *);
 uint64_t	 fanout_delivered_total(void);
 struct ssl_ctx_st *fanout_tls_context(const struct config *, char *err, size_t errlen);
 

@@ -104,7 +104,7 @@ void
 relay_answer_error(struct ingest *ing, const struct svm_request *req, int error,
     const char *message)
 {
-	METRIC_INC(metrics.svm_requests_refused);
+	METRIC_INC(metrics.svm_requests_failed);
 	relay_post(ing, req, error, 0, message, req->offset, 1, NULL, 0);
 }
 

@@ -419,7 +419,7 @@ svm_request_error(struct svm *s, enum svm_req_kind kind, uint64_t request_id,
 	Mux__FileData fd = MUX__FILE_DATA__INIT;
 	Mux__ActionResult ar = MUX__ACTION_RESULT__INIT;
 
-	METRIC_INC(metrics.svm_requests_refused);
+	METRIC_INC(metrics.svm_requests_failed);
 	if (kind == SVM_REQ_READ) {
 		fd.request_id = request_id;
 		fd.offset = offset;
